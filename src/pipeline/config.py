@@ -1,0 +1,203 @@
+"""Typed, validated parameters.
+
+``params.yaml`` is read once, by :func:`load_params`, into frozen dataclasses. Every key is checked
+for spelling, type and range before any stage does work, and a bad value is reported in one line
+that names the key, what it got and what it accepts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipeline.errors import PipelineError
+
+PRECISIONS = ("fp32", "bf16")
+
+
+def _invalid(key: str, value: Any, expected: str) -> PipelineError:
+    return PipelineError(
+        f"invalid parameter {key}={value!r}: expected {expected} "
+        f"(edit params.yaml or pass -S {key}=... to dvc exp run)"
+    )
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    path: str = "nyu-mll/glue"  # a Hub dataset id or a local directory
+    config: str | None = "sst2"
+    max_train_samples: int | None = None  # None: the whole training split
+    subsample_seed: int = 0
+
+    def check(self) -> None:
+        if not self.path.strip():
+            raise _invalid("data.path", self.path, "a Hub dataset id or a local directory")
+        if self.max_train_samples is not None and self.max_train_samples < 1:
+            raise _invalid("data.max_train_samples", self.max_train_samples, "null or an integer >= 1")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = "sentence-transformers/all-MiniLM-L6-v2"  # a Hub model id or a local folder
+
+    def check(self) -> None:
+        if not self.name.strip():
+            raise _invalid("model.name", self.name, "a Hub model id or a local model folder")
+
+
+@dataclass(frozen=True)
+class TokenizeConfig:
+    max_length: int = 128  # longer sentences are truncated; the model's own limit is checked at tokenize time
+
+    def check(self) -> None:
+        if self.max_length < 2:
+            raise _invalid("tokenize.max_length", self.max_length, "an integer >= 2")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    seed: int = 42
+    epochs: int = 3
+    batch_size: int = 64
+    lr: float = 1e-4
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.06
+    max_grad_norm: float = 1.0
+    precision: str = "bf16"
+    # Sentences are shuffled, then sorted by length inside windows of this many batches, so a batch
+    # holds sentences of similar length and carries little padding. 1 turns grouping off.
+    group_by_length_batches: int = 64
+    pad_to_multiple_of: int = 1
+    log_every_steps: int = 10
+
+    def check(self) -> None:
+        if self.epochs < 1:
+            raise _invalid("train.epochs", self.epochs, "an integer >= 1")
+        if self.batch_size < 1:
+            raise _invalid("train.batch_size", self.batch_size, "an integer >= 1")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise _invalid("train.lr", self.lr, "a number > 0")
+        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
+            raise _invalid("train.weight_decay", self.weight_decay, "a number >= 0")
+        if not 0 <= self.warmup_ratio < 1:
+            raise _invalid("train.warmup_ratio", self.warmup_ratio, "a number in [0, 1)")
+        if not (self.max_grad_norm > 0 and math.isfinite(self.max_grad_norm)):
+            raise _invalid("train.max_grad_norm", self.max_grad_norm, "a number > 0")
+        if self.precision not in PRECISIONS:
+            raise _invalid("train.precision", self.precision, f"one of {', '.join(PRECISIONS)}")
+        if self.group_by_length_batches < 1:
+            raise _invalid("train.group_by_length_batches", self.group_by_length_batches, "an integer >= 1")
+        if self.pad_to_multiple_of < 1:
+            raise _invalid("train.pad_to_multiple_of", self.pad_to_multiple_of, "an integer >= 1")
+        if self.log_every_steps < 1:
+            raise _invalid("train.log_every_steps", self.log_every_steps, "an integer >= 1")
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    batch_size: int = 128
+
+    def check(self) -> None:
+        if self.batch_size < 1:
+            raise _invalid("evaluate.batch_size", self.batch_size, "an integer >= 1")
+
+
+@dataclass(frozen=True)
+class Params:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    tokenize: TokenizeConfig = field(default_factory=TokenizeConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return dataclasses.asdict(self)
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate a params file; raise :class:`PipelineError` on the first problem."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PipelineError(f"{path}: file not found (run from the project root, or pass --params PATH)") from None
+    except UnicodeDecodeError:
+        raise PipelineError(f"{path}: not UTF-8 text (save it as UTF-8)") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "malformed YAML"
+        raise PipelineError(f"{path}: not valid YAML{where}: {problem} (fix the syntax)") from None
+    return params_from_dict(raw if raw is not None else {}, source=str(path))
+
+
+def params_from_dict(raw: Any, source: str = "params") -> Params:
+    if not isinstance(raw, dict):
+        raise PipelineError(f"{source}: expected a mapping of sections (data, model, ...), got {type(raw).__name__}")
+    sections = {f.name: f.type for f in dataclasses.fields(Params)}
+    hints = typing.get_type_hints(Params)
+    _reject_unknown(raw, sections, prefix="")
+    values = {}
+    for name in sections:
+        section = raw.get(name) or {}
+        if not isinstance(section, dict):
+            raise _invalid(name, section, f"a mapping of {name}.* keys")
+        values[name] = _build_section(hints[name], section, prefix=name)
+    return Params(**values)
+
+
+def _build_section(cls: type, raw: dict[str, Any], prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    _reject_unknown(raw, hints, prefix=f"{prefix}.")
+    kwargs = {key: _coerce(f"{prefix}.{key}", value, hints[key]) for key, value in raw.items()}
+    section = cls(**kwargs)
+    section.check()
+    return section
+
+
+def _reject_unknown(raw: dict[str, Any], known: typing.Iterable[str], prefix: str) -> None:
+    known = list(known)
+    for key in raw:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), known, n=1)
+            hint = f"did you mean {prefix}{close[0]}?" if close else f"known keys: {', '.join(prefix + k for k in known)}"
+            raise PipelineError(f"unknown parameter {prefix}{key} in params.yaml ({hint})")
+
+
+def _coerce(key: str, value: Any, annotation: Any) -> Any:
+    """Check ``value`` against a field annotation (``int``, ``float``, ``str``, ``bool``, ``X | None``)."""
+    allowed = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,)
+    if value is None:
+        if type(None) in allowed:
+            return None
+        raise _invalid(key, value, _describe(allowed))
+    for kind in allowed:
+        # bool is a subclass of int in Python; "epochs: true" is a mistake, not 1.
+        if kind is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if kind is float and isinstance(value, str):
+            # YAML 1.1 reads "1e-5" (no dot) as a string; accept what is plainly a number.
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        if kind in (str, bool) and type(value) is kind:
+            return value
+    raise _invalid(key, value, _describe(allowed))
+
+
+def _describe(allowed: tuple[Any, ...]) -> str:
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false", type(None): "null"}
+    return " or ".join(names.get(kind, str(kind)) for kind in allowed)

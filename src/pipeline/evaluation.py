@@ -1,0 +1,83 @@
+"""Stage 4, evaluate: score the fine-tuned model on the validation split.
+
+:func:`predict` is also what the training loop calls at the end of every epoch, so the accuracy
+printed during training and the one in ``metrics/eval.json`` come from the same code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pipeline.batching import BatchLoader, LengthGroupedBatches
+from pipeline.config import EvaluateConfig
+from pipeline.data import EVAL_SPLIT
+from pipeline.modeling import load_finetuned
+from pipeline.outputs import write_csv_atomic, write_json_atomic
+from pipeline.tokenization import TokenizedSplit, load_split, read_meta
+
+METRIC_MODULE = Path(__file__).parent / "sst2_metrics"  # a local evaluate module: no Hub needed
+
+
+@dataclass(frozen=True)
+class Predictions:
+    logits: torch.Tensor  # (n_examples, n_classes), float32, in the split's order
+    labels: torch.Tensor
+    loss: float  # mean cross-entropy
+
+    @property
+    def predicted(self) -> torch.Tensor:
+        return self.logits.argmax(dim=-1)
+
+
+def eval_loader(split: TokenizedSplit, batch_size: int, pad_token_id: int) -> BatchLoader:
+    return BatchLoader(split, LengthGroupedBatches(split.lengths, batch_size, shuffle=False), pad_token_id)
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, loader: BatchLoader, device: torch.device) -> Predictions:
+    """Logits for every example of the loader's split, in fp32, put back in the split's order."""
+    model.eval()
+    n_examples = len(loader.split)
+    logits = None
+    for indices, batch in zip(loader.batches, loader):
+        batch = {name: tensor.to(device) for name, tensor in batch.items()}
+        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float().cpu()
+        if logits is None:
+            logits = torch.empty(n_examples, out.shape[-1])
+        logits[torch.from_numpy(np.asarray(indices))] = out
+    labels = loader.split.labels
+    loss = torch.nn.functional.cross_entropy(logits, labels).item()
+    return Predictions(logits=logits, labels=labels, loss=loss)
+
+
+def score(predictions: Predictions, n_classes: int) -> dict:
+    """accuracy, f1, precision, recall (``evaluate`` module), loss and n_examples."""
+    import evaluate
+
+    metric = evaluate.load(str(METRIC_MODULE))
+    result = metric.compute(
+        predictions=predictions.predicted.tolist(), references=predictions.labels.tolist(), num_labels=n_classes
+    )
+    result.pop("confusion_matrix")
+    return {**{k: round(v, 6) for k, v in result.items()}, "loss": round(predictions.loss, 6), "n_examples": len(predictions.labels)}
+
+
+def evaluate_model(cfg: EvaluateConfig, model_dir: str | Path, tokenized_dir: str | Path, metrics_path: str | Path, confusion_path: str | Path) -> dict:
+    """Write ``metrics_path`` (JSON) and per-example ``actual,predicted`` rows for the confusion plot."""
+    torch.manual_seed(0)
+    model = load_finetuned(model_dir)
+    meta = read_meta(tokenized_dir)
+    split = load_split(tokenized_dir, EVAL_SPLIT)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model.to(device)
+    predictions = predict(model, eval_loader(split, cfg.batch_size, meta["pad_token_id"]), device)
+    names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    metrics = score(predictions, n_classes=len(names))
+    rows = [(names[a], names[p]) for a, p in zip(predictions.labels.tolist(), predictions.predicted.tolist())]
+    write_csv_atomic(confusion_path, ["actual", "predicted"], rows)
+    write_json_atomic(metrics_path, metrics)
+    return metrics

@@ -1,0 +1,86 @@
+"""Model I/O: load any sequence classifier by Hub id or local folder, save the fine-tuned result.
+
+The ``Auto*`` classes pick the architecture from the checkpoint's ``config.json``, so BERT, MiniLM,
+DistilBERT, RoBERTa… all go through the same few functions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline.errors import PipelineError
+from pipeline.hub import looks_local, not_found
+from pipeline.outputs import atomic_directory
+
+
+def _check_local(name: str, key: str) -> None:
+    folder = Path(name).expanduser()
+    if looks_local(name) and not folder.is_dir():
+        raise PipelineError(f"{key}={name!r}: no such model folder (give a folder saved with save_pretrained, or a Hub model id)")
+    if folder.is_dir() and not (folder / "config.json").is_file():
+        raise PipelineError(f"{key}={name!r}: folder has no config.json, so it is not a saved model (save it with save_pretrained)")
+
+
+def load_config(name: str, key: str = "model.name"):
+    from transformers import AutoConfig
+
+    _check_local(name, key)
+    try:
+        return AutoConfig.from_pretrained(name)
+    except (OSError, ValueError) as exc:
+        raise not_found("model", name, key, exc) from None
+
+
+def load_tokenizer(name: str, key: str = "model.name"):
+    from transformers import AutoTokenizer
+
+    _check_local(name, key)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name)
+    except (OSError, ValueError) as exc:
+        raise not_found("tokenizer of model", name, key, exc) from None
+    if not tokenizer.is_fast:
+        raise PipelineError(f"{key}={name!r}: only a slow (Python) tokenizer is available; the pipeline needs a fast one (tokenizer.json)")
+    return tokenizer
+
+
+def max_sequence_length(name: str, key: str = "model.name") -> int:
+    """The longest input the model accepts, from its position embeddings (or tokenizer) limit."""
+    config = load_config(name, key)
+    limits = [getattr(config, attr) for attr in ("max_position_embeddings", "n_positions") if getattr(config, attr, None)]
+    if not limits:
+        limits = [load_tokenizer(name, key).model_max_length]
+    return int(min(limits))
+
+
+def load_pretrained_classifier(name: str, label_names: list[str]):
+    """A pretrained encoder with a fresh classification head sized and labelled for ``label_names``."""
+    from transformers import AutoModelForSequenceClassification
+
+    _check_local(name, "model.name")
+    try:
+        return AutoModelForSequenceClassification.from_pretrained(
+            name,
+            num_labels=len(label_names),
+            id2label=dict(enumerate(label_names)),
+            label2id={label: i for i, label in enumerate(label_names)},
+        )
+    except (OSError, ValueError) as exc:
+        raise not_found("model", name, "model.name", exc) from None
+
+
+def load_finetuned(folder: str | Path):
+    """A classifier saved by :func:`save_finetuned` (or any ``save_pretrained`` folder)."""
+    from transformers import AutoModelForSequenceClassification
+
+    folder = Path(folder)
+    if not (folder / "config.json").is_file():
+        raise PipelineError(f"{folder}: no fine-tuned model here (run the train stage first: dvc repro train)")
+    return AutoModelForSequenceClassification.from_pretrained(folder)
+
+
+def save_finetuned(model, tokenizer, folder: str | Path) -> None:
+    """``save_pretrained`` model (safetensors) and tokenizer into ``folder``, all at once or not at all."""
+    with atomic_directory(folder) as staging:
+        model.save_pretrained(staging)  # safetensors: the format transformers writes by default
+        tokenizer.save_pretrained(staging)

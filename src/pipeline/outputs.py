@@ -1,0 +1,68 @@
+"""Atomic writes: a stage that fails or is killed leaves no half-written output behind.
+
+Everything is first written next to its destination under a hidden temporary name, then moved into
+place with a rename, which the operating system performs all at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | Path) -> Iterator[Path]:
+    """Yield an empty temporary folder that replaces ``path`` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    try:
+        yield staging
+        # mkdtemp (and some writers) make things private; the result is an ordinary, readable output.
+        staging.chmod(0o755)
+        for item in staging.rglob("*"):
+            item.chmod(0o755 if item.is_dir() else 0o644)
+        if path.exists():
+            retired = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
+            os.replace(path, retired / path.name)
+            os.replace(staging, path)
+            shutil.rmtree(retired)
+        else:
+            os.replace(staging, path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, staging = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(text)
+        os.chmod(staging, 0o644)
+        os.replace(staging, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(staging)
+        raise
+
+
+def to_json(data: Any) -> str:
+    """The one JSON layout the project writes: sorted keys, so equal data gives equal bytes."""
+    return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def write_json_atomic(path: str | Path, data: Any) -> None:
+    write_text_atomic(path, to_json(data))
+
+
+def write_csv_atomic(path: str | Path, header: list[str], rows: list[list[Any]] | list[tuple[Any, ...]]) -> None:
+    lines = [",".join(header)] + [",".join(str(value) for value in row) for row in rows]
+    write_text_atomic(path, "\n".join(lines) + "\n")

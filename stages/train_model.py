@@ -1,0 +1,15 @@
+"""DVC stage 3: fine-tune the pretrained model with the manual training loop."""
+
+import argparse
+
+from pipeline.cli import run_stage
+from pipeline.training import train
+
+parser = argparse.ArgumentParser(description=__doc__)
+parser.add_argument("--params", default="params.yaml")
+parser.add_argument("--tokenized", default="data/tokenized", help="output of the tokenize stage")
+parser.add_argument("--model-out", default="models/classifier", help="folder for the save_pretrained model")
+parser.add_argument("--metrics", default="metrics/train.json")
+parser.add_argument("--plots", default="metrics", help="folder for train_steps.csv and train_epochs.csv")
+args = parser.parse_args()
+run_stage(args.params, lambda params: train(params, args.tokenized, args.model_out, args.metrics, args.plots))

@@ -1,0 +1,106 @@
+"""Shared fixtures: the real uncased tokenizer from the Hugging Face cache, tiny random models, tiny data.
+
+Tests never reach the Hub. When ``HF_HOME`` is not set and a read-only cache sits at
+``../shared/hf-home``, a scratch copy of it is used (the libraries write lock files into their cache).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+_SHARED_CACHE = PROJECT_ROOT.parent / "shared" / "hf-home"
+if "HF_HOME" not in os.environ and _SHARED_CACHE.is_dir():
+    _scratch = Path(tempfile.mkdtemp(prefix="hf-home-"))
+    shutil.copytree(_SHARED_CACHE, _scratch, dirs_exist_ok=True)
+    os.environ["HF_HOME"] = str(_scratch)
+# Must be set before transformers, datasets or huggingface_hub are imported.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+
+PRETRAINED = "sentence-transformers/all-MiniLM-L6-v2"  # in the offline cache; its vocabulary is BERT's uncased one
+
+POSITIVE = ["a gorgeous , witty film", "the best movie of the year", "warm and funny", "a triumph",
+            "beautifully acted and moving", "i loved every minute of it", "smart , fresh and delightful",
+            "an exhilarating ride"]
+NEGATIVE = ["a dull , lifeless mess", "the worst film in years", "boring and predictable", "a disaster",
+            "badly written and badly acted", "i hated every minute of it", "tedious , stale and witless",
+            "a painful slog"]
+
+
+def sentiment_rows(n: int, offset: int = 0) -> tuple[list[str], list[int]]:
+    """``n`` labelled sentences, alternating positive and negative, with some variety in length."""
+    sentences, labels = [], []
+    for i in range(offset, offset + n):
+        pool, label = (POSITIVE, 1) if i % 2 == 0 else (NEGATIVE, 0)
+        base = pool[(i // 2) % len(pool)]
+        sentences.append(base + " ." * (i % 5))
+        labels.append(label)
+    return sentences, labels
+
+
+def write_glue_like(folder: Path, n_train: int = 64, n_validation: int = 24, n_test: int = 8, features=None, rows=None) -> Path:
+    """A local dataset folder laid out like SST-2: ``{train,validation,test}.parquet`` with ClassLabel names."""
+    import datasets
+
+    features = features or datasets.Features(
+        {"sentence": datasets.Value("string"), "label": datasets.ClassLabel(names=["negative", "positive"]),
+         "idx": datasets.Value("int32")}
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    sizes = {"train": n_train, "validation": n_validation, "test": n_test}
+    offset = 0
+    for split, n in sizes.items():
+        if rows and split in rows:
+            columns = rows[split]
+        else:
+            sentences, labels = sentiment_rows(n, offset)
+            columns = {"sentence": sentences, "label": labels if split != "test" else [-1] * n, "idx": list(range(n))}
+        offset += n
+        datasets.Dataset.from_dict(columns, features=features).to_parquet(str(folder / f"{split}.parquet"))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(PRETRAINED)
+
+
+def save_tiny_model(folder: Path, tokenizer, architecture: str = "bert") -> Path:
+    """A randomly initialised 2-layer encoder with the real vocabulary, saved like a Hub checkpoint."""
+    import torch
+    from transformers import AutoModel, BertConfig, DistilBertConfig
+
+    torch.manual_seed(0)
+    if architecture == "bert":
+        config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                            intermediate_size=64, max_position_embeddings=64)
+    else:
+        config = DistilBertConfig(vocab_size=tokenizer.vocab_size, dim=32, n_layers=2, n_heads=2, hidden_dim=64,
+                                  max_position_embeddings=64)
+    AutoModel.from_config(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory, tokenizer) -> Path:
+    return save_tiny_model(tmp_path_factory.mktemp("tiny-bert"), tokenizer, "bert")
+
+
+@pytest.fixture(scope="session")
+def tiny_distilbert(tmp_path_factory, tokenizer) -> Path:
+    return save_tiny_model(tmp_path_factory.mktemp("tiny-distilbert"), tokenizer, "distilbert")
+
+
+@pytest.fixture(scope="session")
+def glue_dir(tmp_path_factory) -> Path:
+    return write_glue_like(tmp_path_factory.mktemp("glue"))

@@ -1,0 +1,78 @@
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import PROJECT_ROOT
+from pipeline.config import Params, TrainConfig, load_params, params_from_dict
+from pipeline.errors import PipelineError
+
+
+def test_project_params_file_is_valid_and_complete():
+    params = load_params(PROJECT_ROOT / "params.yaml")
+    raw = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+    # Every key the code knows is written out in params.yaml, so `dvc exp run -S` can vary it.
+    assert raw == params.to_dict()
+
+
+def test_missing_sections_and_keys_take_defaults():
+    assert params_from_dict({}) == Params()
+    assert params_from_dict({"train": {"lr": 3e-5}}).train == TrainConfig(lr=3e-5)
+
+
+def test_numbers_written_as_yaml_1_1_strings_are_accepted():
+    # PyYAML reads "1e-5" (no dot) as a string.
+    assert params_from_dict(yaml.safe_load("train:\n  lr: 1e-5\n")).train.lr == 1e-5
+    assert params_from_dict({"train": {"max_grad_norm": 2}}).train.max_grad_norm == 2.0
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"trian": {}}, "unknown parameter trian in params.yaml (did you mean train?)"),
+        ({"train": {"learning_rate": 1e-4}}, "unknown parameter train.learning_rate"),
+        ({"train": {"lr": 0}}, "invalid parameter train.lr=0.0: expected a number > 0"),
+        ({"train": {"lr": -1e-5}}, "train.lr=-1e-05"),
+        ({"train": {"lr": "fast"}}, "invalid parameter train.lr='fast': expected a number"),
+        ({"train": {"epochs": 0}}, "invalid parameter train.epochs=0: expected an integer >= 1"),
+        ({"train": {"epochs": 2.5}}, "train.epochs=2.5: expected an integer"),
+        ({"train": {"epochs": True}}, "train.epochs=True: expected an integer"),
+        ({"train": {"batch_size": None}}, "train.batch_size=None: expected an integer"),
+        ({"train": {"precision": "fp16"}}, "train.precision='fp16': expected one of fp32, bf16"),
+        ({"train": {"warmup_ratio": 1.0}}, "train.warmup_ratio=1.0: expected a number in [0, 1)"),
+        ({"tokenize": {"max_length": 1}}, "tokenize.max_length=1: expected an integer >= 2"),
+        ({"data": {"max_train_samples": 0}}, "data.max_train_samples=0"),
+        ({"evaluate": {"batch_size": "8"}}, "evaluate.batch_size='8': expected an integer"),
+        ({"model": {"name": ""}}, "model.name=''"),
+        ({"train": 3}, "invalid parameter train=3: expected a mapping"),
+        ([1, 2], "expected a mapping of sections"),
+    ],
+)
+def test_bad_values_are_rejected_with_the_key_and_allowed_values(raw, message):
+    with pytest.raises(PipelineError) as error:
+        params_from_dict(raw)
+    assert message in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_malformed_yaml_names_the_line(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("train:\n  lr: [1e-4\n  epochs: 3\n")
+    with pytest.raises(PipelineError, match=r"params.yaml: not valid YAML at line \d+"):
+        load_params(path)
+
+
+def test_missing_params_file(tmp_path):
+    with pytest.raises(PipelineError, match="file not found"):
+        load_params(tmp_path / "params.yaml")
+
+
+def test_cli_prints_one_line_and_exits_2(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("train:\n  precison: bf16\n")
+    result = subprocess.run([sys.executable, "-m", "pipeline", "validate", "--params", str(path)],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr == "error: unknown parameter train.precison in params.yaml (did you mean train.precision?)\n"
+    assert result.stdout == ""

@@ -1,0 +1,106 @@
+"""The real pipeline, run by real ``dvc`` commands in a temporary copy of the project on a tiny configuration."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import PROJECT_ROOT
+
+PROJECT_FILES = ["dvc.yaml", "params.yaml", ".gitignore", ".dvc/config", ".dvc/.gitignore", "stages", "src"]
+ALL_STAGES = ["download", "tokenize", "train", "evaluate"]
+
+
+def run(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com",
+           "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com"}
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def set_params(root: Path, **changes) -> None:
+    """Change params.yaml the way `dvc exp run -S section.key=value` would."""
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    for dotted, value in changes.items():
+        section, key = dotted.split("__")
+        params[section][key] = value
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def stages_that_would_run(root: Path) -> list[str]:
+    output = run(root, "dvc", "repro", "--dry").stdout
+    return re.findall(r"Running stage '([^']+)'", output)
+
+
+def stages_that_ran(root: Path) -> list[str]:
+    return re.findall(r"Running stage '([^']+)'", run(root, "dvc", "repro").stdout)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, glue_dir, tiny_bert) -> Path:
+    root = tmp_path_factory.mktemp("project")
+    for name in PROJECT_FILES:
+        source, target = PROJECT_ROOT / name, root / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            shutil.copy2(source, target)
+    set_params(root, data__path=str(glue_dir), data__config=None, data__max_train_samples=48,
+               model__name=str(tiny_bert), tokenize__max_length=32, train__epochs=1, train__batch_size=8,
+               train__precision="fp32", evaluate__batch_size=16)
+    run(root, "git", "init", "-q")
+    run(root, "git", "add", "-A")
+    run(root, "git", "commit", "-q", "-m", "tiny project")
+    assert stages_that_ran(root) == ALL_STAGES
+    run(root, "git", "add", "-A")
+    run(root, "git", "commit", "-q", "-m", "reproduced")
+    return root
+
+
+def test_repro_produces_model_metrics_and_plots(project):
+    metrics = json.loads((project / "metrics" / "eval.json").read_text())
+    assert {"accuracy", "f1", "precision", "recall", "loss", "n_examples"} <= set(metrics)
+    assert metrics["n_examples"] == 24
+    assert json.loads((project / "metrics" / "train.json").read_text())["steps"] == 6  # 48 / 8
+    assert (project / "models" / "classifier" / "model.safetensors").is_file()
+    shown = json.loads(run(project, "dvc", "metrics", "show", "--json").stdout)
+    assert "accuracy" in json.dumps(shown)
+    plots = run(project, "dvc", "plots", "show", "--json").stdout
+    for title in ("Training loss", "Validation accuracy", "Confusion matrix", "Learning rate"):
+        assert title in plots
+
+
+def test_nothing_changed_is_a_no_op(project):
+    assert stages_that_would_run(project) == []
+    assert "Data and pipelines are up to date" in run(project, "dvc", "status").stdout
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"train__lr": 3e-4}, ["train", "evaluate"]),
+        ({"tokenize__max_length": 24}, ["tokenize", "train", "evaluate"]),
+        ({"evaluate__batch_size": 4}, ["evaluate"]),
+        ({"data__max_train_samples": 40}, ALL_STAGES),
+    ],
+)
+def test_a_param_change_reruns_only_the_stages_that_read_it(project, change, expected):
+    try:
+        set_params(project, **change)
+        assert stages_that_would_run(project) == expected[:1]  # the first stage whose params changed
+        assert stages_that_ran(project) == expected  # and everything downstream of it
+    finally:
+        # Back to the committed state: params and dvc.lock from git, outputs from the DVC cache.
+        run(project, "git", "checkout", "--", ".")
+        run(project, "dvc", "checkout", "--quiet")
+    assert stages_that_would_run(project) == []

@@ -1,0 +1,64 @@
+import json
+
+import pytest
+import torch
+
+from pipeline.config import DataConfig, EvaluateConfig, ModelConfig, Params, TokenizeConfig, TrainConfig
+from pipeline.data import download
+from pipeline.errors import PipelineError
+from pipeline.evaluation import Predictions, evaluate_model, score
+from pipeline.tokenization import tokenize
+from pipeline.training import train
+
+
+def predictions_from(predicted, labels, loss=0.5):
+    logits = torch.nn.functional.one_hot(torch.tensor(predicted), 2).float()
+    return Predictions(logits=logits, labels=torch.tensor(labels), loss=loss)
+
+
+def test_metrics_match_hand_computed_values():
+    # labels:    1 1 1 1 0 0 0 0 0 0
+    # predicted: 1 1 1 0 1 1 0 0 0 0   -> TP=3, FN=1, FP=2, TN=4
+    result = score(predictions_from([1, 1, 1, 0, 1, 1, 0, 0, 0, 0], [1, 1, 1, 1, 0, 0, 0, 0, 0, 0]), n_classes=2)
+    precision, recall = 3 / 5, 3 / 4
+    assert result == {
+        "accuracy": 0.7,
+        "precision": round(precision, 6),
+        "recall": round(recall, 6),
+        "f1": round(2 * precision * recall / (precision + recall), 6),
+        "loss": 0.5,
+        "n_examples": 10,
+    }
+
+
+def test_a_model_that_never_predicts_positive_has_zero_f1():
+    result = score(predictions_from([0, 0, 0, 0], [1, 0, 1, 0]), n_classes=2)
+    assert result["accuracy"] == 0.5 and result["precision"] == 0.0 and result["recall"] == 0.0 and result["f1"] == 0.0
+
+
+def test_evaluate_stage_writes_metrics_and_confusion_rows(glue_dir, tiny_bert, tmp_path):
+    download(DataConfig(path=str(glue_dir), config=None), tmp_path / "raw")
+    tokenize(ModelConfig(name=str(tiny_bert)), TokenizeConfig(max_length=32), tmp_path / "raw", tmp_path / "tok")
+    params = Params(model=ModelConfig(name=str(tiny_bert)), train=TrainConfig(epochs=1, batch_size=8, precision="fp32"))
+    trained = train(params, tmp_path / "tok", tmp_path / "model", tmp_path / "train.json", tmp_path)
+    metrics = evaluate_model(EvaluateConfig(batch_size=5), tmp_path / "model", tmp_path / "tok",
+                             tmp_path / "eval.json", tmp_path / "confusion.csv")
+    assert set(metrics) == {"accuracy", "f1", "precision", "recall", "loss", "n_examples"}
+    assert metrics["n_examples"] == 24
+    assert json.loads((tmp_path / "eval.json").read_text()) == metrics
+    # The stage and the end-of-epoch validation in the training loop agree.
+    assert metrics["accuracy"] == trained["val_accuracy"] and metrics["loss"] == pytest.approx(trained["val_loss"], abs=1e-5)
+    rows = (tmp_path / "confusion.csv").read_text().splitlines()
+    assert rows[0] == "actual,predicted" and len(rows) == 25
+    assert {value for row in rows[1:] for value in row.split(",")} <= {"negative", "positive"}
+    correct = sum(a == p for a, p in (row.split(",") for row in rows[1:]))
+    assert correct / 24 == pytest.approx(metrics["accuracy"], abs=1e-6)
+    # Batch size changes nothing but speed.
+    again = evaluate_model(EvaluateConfig(batch_size=24), tmp_path / "model", tmp_path / "tok",
+                           tmp_path / "eval2.json", tmp_path / "confusion2.csv")
+    assert again["accuracy"] == metrics["accuracy"] and again["loss"] == pytest.approx(metrics["loss"], abs=1e-5)
+
+
+def test_missing_model_folder(tmp_path):
+    with pytest.raises(PipelineError, match="no fine-tuned model here"):
+        evaluate_model(EvaluateConfig(), tmp_path / "model", tmp_path, tmp_path / "eval.json", tmp_path / "c.csv")

@@ -1,0 +1,111 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.batching import collate
+from pipeline.config import DataConfig, ModelConfig, Params, TokenizeConfig, TrainConfig
+from pipeline.data import download
+from pipeline.errors import PipelineError
+from pipeline.modeling import load_pretrained_classifier
+from pipeline.tokenization import load_split, tokenize
+from pipeline.training import build_optimizer, set_seed, train
+
+
+@pytest.fixture(scope="module")
+def tokenized(glue_dir, tiny_bert, tmp_path_factory):
+    root = tmp_path_factory.mktemp("tokenized")
+    download(DataConfig(path=str(glue_dir), config=None), root / "raw")
+    tokenize(ModelConfig(name=str(tiny_bert)), TokenizeConfig(max_length=32), root / "raw", root / "tok")
+    return root / "tok"
+
+
+def tiny_params(model_dir, **train):
+    defaults = dict(epochs=2, batch_size=8, lr=5e-4, precision="fp32", log_every_steps=2, group_by_length_batches=4)
+    return Params(model=ModelConfig(name=str(model_dir)), train=TrainConfig(**{**defaults, **train}))
+
+
+def test_one_step_lowers_the_loss(tiny_bert, tokenized):
+    set_seed(0)
+    model = load_pretrained_classifier(str(tiny_bert), ["negative", "positive"])
+    batch = collate(load_split(tokenized, "train"), np.arange(16), pad_token_id=0)
+    optimizer = build_optimizer(model, TrainConfig(lr=1e-3))
+    model.train()
+    with torch.no_grad():
+        model.eval()
+        before = model(**batch).loss.item()
+    model.train()
+    optimizer.zero_grad()
+    model(**batch).loss.backward()
+    optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        assert model(**batch).loss.item() < before
+
+
+def test_no_weight_decay_on_biases_and_layer_norms(tiny_bert):
+    model = load_pretrained_classifier(str(tiny_bert), ["negative", "positive"])
+    decay, no_decay = build_optimizer(model, TrainConfig(weight_decay=0.1)).param_groups
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    assert all(names[id(p)].endswith("bias") or "LayerNorm" in names[id(p)] for p in no_decay["params"])
+    assert all(not names[id(p)].endswith("bias") and "LayerNorm" not in names[id(p)] for p in decay["params"])
+    assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_train_writes_a_loadable_model_metrics_and_plots(tiny_bert, tokenized, tmp_path, precision):
+    metrics = train(tiny_params(tiny_bert, precision=precision), tokenized, tmp_path / "model", tmp_path / "train.json", tmp_path)
+    assert metrics["epochs"] == 2 and metrics["steps"] == 16  # 64 examples / batch 8, two epochs
+    assert json.loads((tmp_path / "train.json").read_text()) == metrics
+    assert 0 <= metrics["val_accuracy"] <= 1 and metrics["val_loss"] > 0
+    steps = (tmp_path / "train_steps.csv").read_text().splitlines()
+    assert steps[0] == "step,epoch,loss,lr" and len(steps) == 1 + 8
+    epochs = (tmp_path / "train_epochs.csv").read_text().splitlines()
+    assert epochs[0] == "epoch,step,train_loss,val_loss,val_accuracy" and len(epochs) == 3
+    assert (tmp_path / "model" / "model.safetensors").is_file()
+
+    from transformers import AutoModelForSequenceClassification, pipeline
+
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "model")
+    assert model.config.id2label == {0: "negative", 1: "positive"}
+    classify = pipeline("text-classification", model=str(tmp_path / "model"))
+    assert classify("a gorgeous , witty film")[0]["label"] in {"negative", "positive"}
+
+
+def test_training_is_reproducible(tiny_bert, tokenized, tmp_path):
+    first = train(tiny_params(tiny_bert), tokenized, tmp_path / "a", tmp_path / "a.json", tmp_path / "a")
+    second = train(tiny_params(tiny_bert), tokenized, tmp_path / "b", tmp_path / "b.json", tmp_path / "b")
+    timing = {"train_runtime_s", "train_samples_per_s"}
+    assert {k: v for k, v in first.items() if k not in timing} == {k: v for k, v in second.items() if k not in timing}
+    assert (tmp_path / "a" / "model.safetensors").read_bytes() == (tmp_path / "b" / "model.safetensors").read_bytes()
+
+
+def test_tiny_model_learns_the_toy_task(tiny_bert, tokenized, tmp_path):
+    metrics = train(tiny_params(tiny_bert, epochs=6, lr=2e-3), tokenized, tmp_path / "m", tmp_path / "m.json", tmp_path)
+    assert metrics["val_accuracy"] >= 0.9
+
+
+def test_distilbert_architecture_trains_too(tiny_distilbert, glue_dir, tmp_path):
+    download(DataConfig(path=str(glue_dir), config=None), tmp_path / "raw")
+    tokenize(ModelConfig(name=str(tiny_distilbert)), TokenizeConfig(max_length=32), tmp_path / "raw", tmp_path / "tok")
+    metrics = train(tiny_params(tiny_distilbert, epochs=1), tmp_path / "tok", tmp_path / "m", tmp_path / "m.json", tmp_path)
+    assert metrics["steps"] == 8
+
+
+def test_cache_from_another_tokenizer_is_refused(tokenized, tmp_path, tokenizer):
+    from transformers import BertTokenizerFast
+
+    from conftest import save_tiny_model
+
+    # Same architecture, a different vocabulary: the last word replaced.
+    other = save_tiny_model(tmp_path / "other", tokenizer)
+    words = sorted(tokenizer.get_vocab(), key=tokenizer.get_vocab().get)
+    words[-1] = "[SOMETHING_ELSE]"
+    (other / "tokenizer.json").unlink()
+    (other / "vocab.txt").write_text("\n".join(words) + "\n")
+    BertTokenizerFast(vocab_file=str(other / "vocab.txt")).save_pretrained(other)
+    with pytest.raises(PipelineError, match=r"tokenized cache was made with the tokenizer of .*\(rerun the tokenize stage"):
+        train(tiny_params(other), tokenized, tmp_path / "m", tmp_path / "m.json", tmp_path)
+    assert not (tmp_path / "m").exists()
