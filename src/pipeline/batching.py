@@ -102,8 +102,13 @@ class BatchLoader:
         self.pad_to_multiple_of = pad_to_multiple_of
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        for _, batch in self.with_indices():
+            yield batch
+
+    def with_indices(self) -> Iterator[tuple[np.ndarray, dict[str, torch.Tensor]]]:
+        """Each batch together with the split positions of its examples."""
         for indices in self.batches:
-            yield collate(self.split, indices, self.pad_token_id, self.pad_to_multiple_of)
+            yield indices, collate(self.split, indices, self.pad_token_id, self.pad_to_multiple_of)
 
     def __len__(self) -> int:
         return len(self.batches)

@@ -65,11 +65,11 @@ class TokenizeConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     seed: int = 42
-    epochs: int = 3
+    epochs: int = 2
     batch_size: int = 64
-    lr: float = 1e-4
+    lr: float = 8e-5
     weight_decay: float = 0.01
-    warmup_ratio: float = 0.06
+    warmup_ratio: float = 0.1
     max_grad_norm: float = 1.0
     precision: str = "bf16"
     # Sentences are shuffled, then sorted by length inside windows of this many batches, so a batch

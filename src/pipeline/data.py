@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pyarrow.parquet as pq
 from pipeline.config import DataConfig
 from pipeline.errors import PipelineError
 from pipeline.hub import looks_local, not_found
-from pipeline.outputs import atomic_directory, write_json_atomic
+from pipeline.outputs import atomic_directory, read_json_output, write_json_atomic
 
 TEXT_COLUMN = "sentence"
 LABEL_COLUMN = "label"
@@ -128,11 +127,7 @@ class RawSplit:
 
 
 def read_info(raw_dir: str | Path) -> dict:
-    path = Path(raw_dir) / INFO_FILE
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PipelineError(f"{path} not found: run the download stage first (dvc repro download)") from None
+    return read_json_output(Path(raw_dir) / INFO_FILE, stage="download")
 
 
 def read_split(raw_dir: str | Path, split: str) -> RawSplit:

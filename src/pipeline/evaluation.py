@@ -43,7 +43,7 @@ def predict(model: torch.nn.Module, loader: BatchLoader, device: torch.device) -
     model.eval()
     n_examples = len(loader.split)
     logits = None
-    for indices, batch in zip(loader.batches, loader):
+    for indices, batch in loader.with_indices():
         batch = {name: tensor.to(device) for name, tensor in batch.items()}
         out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float().cpu()
         if logits is None:

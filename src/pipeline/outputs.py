@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from pipeline.errors import PipelineError
+
 
 @contextlib.contextmanager
 def atomic_directory(path: str | Path) -> Iterator[Path]:
@@ -66,3 +68,12 @@ def write_json_atomic(path: str | Path, data: Any) -> None:
 def write_csv_atomic(path: str | Path, header: list[str], rows: list[list[Any]] | list[tuple[Any, ...]]) -> None:
     lines = [",".join(header)] + [",".join(str(value) for value in row) for row in rows]
     write_text_atomic(path, "\n".join(lines) + "\n")
+
+
+def read_json_output(path: str | Path, stage: str) -> Any:
+    """Read a JSON file that an earlier stage wrote; if it is missing, say which stage to run."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PipelineError(f"{path} not found: run the {stage} stage first (dvc repro {stage})") from None

@@ -22,7 +22,7 @@ from pipeline.config import ModelConfig, TokenizeConfig
 from pipeline.data import LABELED_SPLITS, read_info, read_split
 from pipeline.errors import PipelineError
 from pipeline.modeling import load_tokenizer, max_sequence_length
-from pipeline.outputs import atomic_directory, write_json_atomic
+from pipeline.outputs import atomic_directory, read_json_output, write_json_atomic
 
 META_FILE = "meta.json"
 
@@ -114,11 +114,7 @@ class TokenizedSplit:
 
 
 def read_meta(tokenized_dir: str | Path) -> dict:
-    path = Path(tokenized_dir) / META_FILE
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PipelineError(f"{path} not found: run the tokenize stage first (dvc repro tokenize)") from None
+    return read_json_output(Path(tokenized_dir) / META_FILE, stage="tokenize")
 
 
 def load_split(tokenized_dir: str | Path, split: str) -> TokenizedSplit:
