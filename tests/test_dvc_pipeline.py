@@ -104,3 +104,64 @@ def test_a_param_change_reruns_only_the_stages_that_read_it(project, change, exp
         run(project, "git", "checkout", "--", ".")
         run(project, "dvc", "checkout", "--quiet")
     assert stages_that_would_run(project) == []
+
+
+def gate(project, *args):
+    return run(project, sys.executable, "-m", "pipeline", "check", *args, check=False)
+
+
+def test_gate_on_real_dvc_metrics_diff(project):
+    eval_json = project / "metrics" / "eval.json"
+    committed = eval_json.read_text()
+    metrics = json.loads(committed)
+    try:
+        equal = gate(project, "--baseline", "HEAD", "--max-drop", "0.01")
+        assert equal.returncode == 0 and "gate passed" in equal.stdout
+
+        eval_json.write_text(json.dumps({**metrics, "accuracy": metrics["accuracy"] - 0.05}))
+        worse = gate(project, "--baseline", "HEAD", "--max-drop", "0.01")
+        assert worse.returncode == 1 and "worse" in worse.stdout and "got worse" in worse.stderr
+
+        eval_json.write_text(json.dumps({**metrics, "accuracy": metrics["accuracy"] + 0.05}))
+        assert gate(project, "--baseline", "HEAD", "--max-drop", "0.01").returncode == 0
+
+        eval_json.write_text(json.dumps({k: v for k, v in metrics.items() if k != "f1"}))
+        missing = gate(project, "--baseline", "HEAD", "--metric", "metrics/eval.json:f1")
+        assert missing.returncode == 3 and "missing in workspace" in missing.stdout
+
+        no_baseline = gate(project, "--baseline", "no-such-branch")
+        assert no_baseline.returncode == 4 and "no baseline" in no_baseline.stderr
+    finally:
+        eval_json.write_text(committed)
+
+
+def test_two_experiments_compare_and_the_better_one_is_promoted(project):
+    run(project, "dvc", "exp", "run", "-n", "slow-lr", "-S", "train.lr=1e-5")
+    run(project, "dvc", "exp", "run", "-n", "fast-lr", "-S", "train.lr=2e-3", "-S", "train.epochs=2")
+    try:
+        shown = json.loads(run(project, "dvc", "exp", "show", "--json").stdout)
+        experiments = {}
+        for commit in shown:
+            for exp in commit.get("experiments") or []:
+                for revision in exp["revs"]:
+                    data = revision["data"]
+                    experiments[revision["name"]] = (data["params"]["params.yaml"]["data"]["train"],
+                                                     data["metrics"]["metrics/eval.json"]["data"])
+        assert {"slow-lr", "fast-lr"} <= set(experiments)
+        slow_params, slow_metrics = experiments["slow-lr"]
+        fast_params, fast_metrics = experiments["fast-lr"]
+        assert (slow_params["lr"], fast_params["lr"], fast_params["epochs"]) == (1e-5, 2e-3, 2)
+        assert slow_metrics["loss"] != fast_metrics["loss"]
+
+        diff = json.loads(run(project, "dvc", "metrics", "diff", "slow-lr", "fast-lr", "--all", "--json").stdout)
+        assert "accuracy" in diff["metrics/eval.json"]
+
+        run(project, "dvc", "exp", "branch", "fast-lr", "promoted")
+        run(project, "dvc", "exp", "apply", "fast-lr")
+        assert yaml.safe_load((project / "params.yaml").read_text())["train"]["lr"] == 2e-3
+        assert json.loads((project / "metrics" / "eval.json").read_text())["loss"] == fast_metrics["loss"]
+        assert "promoted" in run(project, "git", "branch").stdout
+    finally:
+        run(project, "git", "checkout", "--", ".")
+        run(project, "dvc", "checkout", "--quiet")
+        run(project, "dvc", "exp", "remove", "--all-commits", "--quiet", check=False)

@@ -47,7 +47,27 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     validate = commands.add_parser("validate", help="check params.yaml and print the parameters in effect")
     validate.add_argument("--params", default="params.yaml")
+    check = commands.add_parser(
+        "check", help="metric gate: compare metrics with a baseline revision (dvc metrics diff) and fail on a regression",
+        description="Exit 0: every watched metric held; 1: one got worse by more than the allowed drop; "
+                    "3: a watched metric is missing on one side; 4: no baseline to compare with.")
+    check.add_argument("--baseline", default="HEAD", help="git revision whose committed metrics are the reference")
+    check.add_argument("--max-drop", type=float, help="allowed drop, in the metric's unit (default from pyproject.toml)")
+    check.add_argument("--metric", action="append", metavar="FILE:METRIC",
+                       help="metric to watch, repeatable (default from pyproject.toml: [tool.sst2-pipeline.gate])")
     args = parser.parse_args(argv)
     if args.command == "validate":
         run_stage(args.params, lambda params: params.to_dict())
+    elif args.command == "check":
+        from pipeline.gate import GateSettings, run_gate, settings_from_pyproject
+
+        try:
+            settings = settings_from_pyproject()
+        except PipelineError as exc:
+            _fail(str(exc))
+        settings = GateSettings(
+            watched=tuple(args.metric) if args.metric else settings.watched,
+            max_drop=settings.max_drop if args.max_drop is None else args.max_drop,
+        )
+        return run_gate(args.baseline, settings)
     return 0

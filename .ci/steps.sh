@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The CI steps, one function each. `.ci/run` (this project's CI) and .github/workflows/ci.yml
+# (the workflow users adopt) both call these, in the same order, so the two cannot drift apart.
+#   bash .ci/steps.sh STEP      STEP: install | test | reproduce | gate | summary
+# Environment: GATE_BASELINE (git revision to compare metrics with, default HEAD),
+# TORCH_INDEX_URL (optional pip index for the torch wheel, e.g. the CPU-only one).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+activate() {
+  # shellcheck disable=SC1091
+  . .venv/bin/activate
+}
+
+step_install() {
+  python3 -m venv .venv
+  activate
+  # torch first and pinned: every later requirement (torch>=2.4) is then already met.
+  pip install --quiet torch==2.13.0 ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
+  pip install --quiet -e ".[test]"
+}
+
+step_test() {
+  activate
+  python -m pytest   # the test command of README.md
+}
+
+step_reproduce() {
+  activate
+  dvc repro
+  dvc metrics show
+}
+
+step_gate() {
+  activate
+  python -m pipeline check --baseline "${GATE_BASELINE:-HEAD}"
+}
+
+step_summary() {
+  activate
+  {
+    echo "## Metrics against ${GATE_BASELINE:-HEAD}"
+    dvc metrics diff --md --all "${GATE_BASELINE:-HEAD}"
+    echo "## Params against ${GATE_BASELINE:-HEAD}"
+    dvc params diff --md --all "${GATE_BASELINE:-HEAD}"
+  } >> "${GITHUB_STEP_SUMMARY:-/dev/stdout}"
+}
+
+case "${1:-}" in
+  install | test | reproduce | gate | summary) "step_$1" ;;
+  *) echo "usage: bash .ci/steps.sh install|test|reproduce|gate|summary" >&2; exit 2 ;;
+esac

@@ -1,0 +1,128 @@
+"""The metric gate: fail when a change makes a watched metric worse than on a baseline revision.
+
+Built on ``dvc metrics diff --json --all BASELINE``, which compares the metrics committed at
+BASELINE with those in the workspace. Three outcomes are told apart, each with its exit status:
+a metric got worse by more than the tolerance (1), a watched metric is missing on one side (3), and
+there is no baseline to compare with at all (4). Zero means every watched metric held.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.errors import PipelineError
+
+EXIT_OK, EXIT_WORSE, EXIT_MISSING, EXIT_NO_BASELINE = 0, 1, 3, 4
+DEFAULT_WATCHED = ("metrics/eval.json:accuracy",)
+DEFAULT_MAX_DROP = 0.01
+LOWER_IS_BETTER = {"loss"}
+
+
+class NoBaseline(PipelineError):
+    """The baseline revision does not exist."""
+
+
+@dataclass(frozen=True)
+class GateSettings:
+    watched: tuple[str, ...] = DEFAULT_WATCHED  # "file:metric"
+    max_drop: float = DEFAULT_MAX_DROP  # absolute, in the metric's own unit
+
+
+def settings_from_pyproject(path: str | Path = "pyproject.toml") -> GateSettings:
+    """``[tool.sst2-pipeline.gate]`` in pyproject.toml: ``metrics = [...]`` and ``max_drop``."""
+    path = Path(path)
+    if not path.is_file():
+        return GateSettings()
+    table = tomllib.loads(path.read_text(encoding="utf-8")).get("tool", {}).get("sst2-pipeline", {}).get("gate", {})
+    watched = tuple(table.get("metrics", DEFAULT_WATCHED))
+    for entry in watched:
+        if ":" not in entry:
+            raise PipelineError(f"{path}: gate metric {entry!r} must read FILE:METRIC, e.g. metrics/eval.json:accuracy")
+    return GateSettings(watched=watched, max_drop=float(table.get("max_drop", DEFAULT_MAX_DROP)))
+
+
+@dataclass(frozen=True)
+class Row:
+    metric: str  # "file:metric"
+    baseline: float | None
+    current: float | None
+    status: str  # "ok", "better", "worse", "missing in baseline", "missing in workspace"
+
+    @property
+    def change(self) -> float | None:
+        return None if self.baseline is None or self.current is None else self.current - self.baseline
+
+
+def metrics_diff(baseline: str, cwd: str | Path = ".") -> dict:
+    """``dvc metrics diff --json --all BASELINE``, or :class:`PipelineError` if there is no such revision."""
+    known = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{baseline}^{{commit}}"],
+                           cwd=cwd, capture_output=True, text=True)
+    if known.returncode != 0:
+        raise NoBaseline(f"no baseline: {baseline!r} is not a git revision here (fetch it, or name another with --baseline)")
+    result = subprocess.run(["dvc", "metrics", "diff", "--json", "--all", baseline], cwd=cwd, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise PipelineError(f"dvc metrics diff failed: {result.stderr.strip().splitlines()[-1] if result.stderr.strip() else result.returncode}")
+    return json.loads(result.stdout or "{}")
+
+
+def judge(diff: dict, settings: GateSettings) -> list[Row]:
+    rows = []
+    for entry in settings.watched:
+        file, metric = entry.rsplit(":", 1)
+        values = diff.get(file, {}).get(metric, {})
+        old, new = values.get("old"), values.get("new")
+        if old is None:
+            status = "missing in baseline"
+        elif new is None:
+            status = "missing in workspace"
+        else:
+            gain = (old - new) if metric in LOWER_IS_BETTER else (new - old)
+            status = "worse" if gain < -settings.max_drop - 1e-12 else ("better" if gain > 0 else "ok")
+        rows.append(Row(entry, old, new, status))
+    return rows
+
+
+def table(rows: list[Row], baseline: str, max_drop: float) -> str:
+    def fmt(value):
+        return "—" if value is None else f"{value:.4f}"
+
+    lines = [f"{'metric':<32} {baseline[:12]:>12} {'workspace':>12} {'change':>9}  status (max drop {max_drop:g})"]
+    for row in rows:
+        change = "—" if row.change is None else f"{row.change:+.4f}"
+        lines.append(f"{row.metric:<32} {fmt(row.baseline):>12} {fmt(row.current):>12} {change:>9}  {row.status}")
+    return "\n".join(lines)
+
+
+def exit_status(rows: list[Row]) -> int:
+    statuses = {row.status for row in rows}
+    if statuses == {"missing in baseline"}:
+        return EXIT_NO_BASELINE
+    if statuses & {"missing in baseline", "missing in workspace"}:
+        return EXIT_MISSING
+    return EXIT_WORSE if "worse" in statuses else EXIT_OK
+
+
+VERDICTS = {
+    EXIT_OK: "gate passed",
+    EXIT_WORSE: "gate failed: a metric got worse by more than the allowed drop",
+    EXIT_MISSING: "gate failed: a watched metric is missing on one side (see status)",
+    EXIT_NO_BASELINE: "gate failed: no baseline: the baseline revision has none of the watched metrics (commit metrics/ there)",
+}
+
+
+def run_gate(baseline: str, settings: GateSettings, cwd: str | Path = ".") -> int:
+    """Print the comparison table and a verdict; return the exit status."""
+    try:
+        rows = judge(metrics_diff(baseline, cwd), settings)
+    except NoBaseline as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_NO_BASELINE
+    print(table(rows, baseline, settings.max_drop))
+    status = exit_status(rows)
+    print(VERDICTS[status], file=sys.stderr if status else sys.stdout)
+    return status
