@@ -6,6 +6,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -164,4 +165,22 @@ def test_two_experiments_compare_and_the_better_one_is_promoted(project):
     finally:
         run(project, "git", "checkout", "--", ".")
         run(project, "dvc", "checkout", "--quiet")
+        run(project, "dvc", "exp", "remove", "--all-commits", "--quiet", check=False)
+
+
+@pytest.mark.slow
+def test_a_queued_sweep_runs_in_temporary_copies(project):
+    """Queued experiments run in temporary copies holding only what git and DVC track."""
+    run(project, "dvc", "exp", "run", "--queue", "-S", "train.lr=1e-4,3e-4")
+    run(project, "dvc", "queue", "start")
+    for _ in range(120):
+        status = run(project, "dvc", "queue", "status").stdout
+        if "Queued" not in status and "Running" not in status and "Success" in status:
+            break
+        time.sleep(2)
+    try:
+        assert status.count("Success") == 2, status
+        shown = json.dumps(json.loads(run(project, "dvc", "exp", "show", "--json").stdout))
+        assert '"lr": 0.0001' in shown and '"lr": 0.0003' in shown
+    finally:
         run(project, "dvc", "exp", "remove", "--all-commits", "--quiet", check=False)
