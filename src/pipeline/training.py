@@ -92,6 +92,18 @@ def check_cache_matches_model(meta: dict, tokenizer, model_name: str) -> None:
         )
 
 
+def train_step(model, batch, optimizer, scheduler, autocast, max_grad_norm: float) -> torch.Tensor:
+    """One optimizer step on one batch, as in the reference tutorial, plus clipping and the schedule."""
+    optimizer.zero_grad(set_to_none=True)
+    with autocast:
+        loss = model(**batch).loss
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    optimizer.step()
+    scheduler.step()
+    return loss
+
+
 def train(params: Params, tokenized_dir: str | Path, model_dir: str | Path, metrics_path: str | Path, plots_dir: str | Path) -> dict:
     cfg = params.train
     set_seed(cfg.seed)
@@ -130,13 +142,7 @@ def train(params: Params, tokenized_dir: str | Path, model_dir: str | Path, metr
             n_padded_tokens += batch["attention_mask"].numel()
             batch = {name: tensor.to(device, non_blocking=True) for name, tensor in batch.items()}
 
-            optimizer.zero_grad(set_to_none=True)
-            with autocast:
-                loss = model(**batch).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
+            loss = train_step(model, batch, optimizer, scheduler, autocast, cfg.max_grad_norm)
 
             step += 1
             epoch_loss += loss.detach().float()
