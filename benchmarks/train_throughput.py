@@ -22,11 +22,11 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from pipeline.batching import BatchLoader, LengthGroupedBatches, collate
 from pipeline.config import TrainConfig, load_params
+from pipeline.data import subsample_indices
 from pipeline.modeling import load_pretrained_classifier, load_tokenizer
 from pipeline.tokenization import TokenizedSplit, load_split, read_meta
 from pipeline.training import autocast_for, build_optimizer, get_scheduler, train_step
@@ -52,7 +52,7 @@ def matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float:
 
 def sample(split: TokenizedSplit, n: int, seed: int = 0) -> TokenizedSplit:
     """The same ``n`` training sentences for every configuration."""
-    keep = np.sort(np.random.default_rng(seed).permutation(len(split))[:n])
+    keep = subsample_indices(len(split), n, seed)
     ids = [split[i][0] for i in keep]
     offsets = torch.zeros(n + 1, dtype=torch.long)
     offsets[1:] = torch.cumsum(torch.tensor([len(x) for x in ids]), 0)
@@ -137,7 +137,12 @@ def run_trainer(split, meta, model_name, cfg: TrainConfig, grouped_bf16: bool, s
         meter.count(batch["attention_mask"])
         return batch
 
-    class StopTimer(TrainerCallback):
+    class Timer(TrainerCallback):
+        # The Trainer's loader collates a batch ahead of the step that uses it, so time the steps themselves.
+        def on_step_begin(self, args, state, control, **kwargs):
+            if state.global_step == warmup:
+                meter.step_started = time.perf_counter()
+
         def on_step_end(self, args, state, control, **kwargs):
             if state.global_step == warmup + steps:
                 meter.finished = time.perf_counter()
@@ -148,9 +153,9 @@ def run_trainer(split, meta, model_name, cfg: TrainConfig, grouped_bf16: bool, s
         learning_rate=cfg.lr, use_cpu=True, report_to="none", save_strategy="no", logging_strategy="no",
         disable_tqdm=True, seed=cfg.seed, **extra,
     )
-    Trainer(model=model, args=args, train_dataset=dataset, data_collator=collator, callbacks=[StopTimer()]).train()
+    Trainer(model=model, args=args, train_dataset=dataset, data_collator=collator, callbacks=[Timer()]).train()
     result = meter.result()
-    result["seconds"] = meter.finished - meter.started
+    result["seconds"] = meter.finished - meter.step_started
     return result
 
 
@@ -196,7 +201,7 @@ def main() -> None:
     for name in CONFIGS:
         result_path = args.out.parent / f".{name}.json"
         subprocess.run([sys.executable, __file__, "--only", name, "--steps", str(args.steps), "--warmup", str(args.warmup),
-                        "--result", str(result_path)], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                        "--result", str(result_path)], check=True, stdout=subprocess.DEVNULL)
         r = json.loads(result_path.read_text())
         result_path.unlink()
         rows[name] = {

@@ -36,6 +36,8 @@ def test_numbers_written_as_yaml_1_1_strings_are_accepted():
         ({"train": {"lr": -1e-5}}, "train.lr=-1e-05"),
         ({"train": {"lr": "fast"}}, "invalid parameter train.lr='fast': expected a number"),
         ({"train": {"epochs": 0}}, "invalid parameter train.epochs=0: expected an integer >= 1"),
+        ({"train": {"seed": -1}}, "invalid parameter train.seed=-1: expected an integer in [0, 2**32)"),
+        ({"data": {"subsample_seed": 2**32}}, "data.subsample_seed=4294967296"),
         ({"train": {"epochs": 2.5}}, "train.epochs=2.5: expected an integer"),
         ({"train": {"epochs": True}}, "train.epochs=True: expected an integer"),
         ({"train": {"batch_size": None}}, "train.batch_size=None: expected an integer"),

@@ -136,7 +136,7 @@ def test_gate_on_real_dvc_metrics_diff(project):
         eval_json.write_text(committed)
 
 
-def test_two_experiments_compare_and_the_better_one_is_promoted(project):
+def test_two_experiments_compare_and_one_is_promoted(project):
     run(project, "dvc", "exp", "run", "-n", "slow-lr", "-S", "train.lr=1e-5")
     run(project, "dvc", "exp", "run", "-n", "fast-lr", "-S", "train.lr=2e-3", "-S", "train.epochs=2")
     try:
@@ -184,3 +184,14 @@ def test_a_queued_sweep_runs_in_temporary_copies(project):
         assert '"lr": 0.0001' in shown and '"lr": 0.0003' in shown
     finally:
         run(project, "dvc", "exp", "remove", "--all-commits", "--quiet", check=False)
+
+
+def test_a_library_change_reruns_the_stages_that_run_that_code(project):
+    module = project / "src" / "pipeline" / "batching.py"
+    original = module.read_text()
+    try:
+        module.write_text(original + "\n# changed\n")
+        assert stages_that_would_run(project) == ["train", "evaluate"]
+    finally:
+        module.write_text(original)
+    assert stages_that_would_run(project) == []

@@ -35,7 +35,7 @@ def test_round_trip_matches_the_tokenizer_without_padding(raw_dir, tmp_path, tin
     assert tokenizer.pad_token_id not in split.input_ids.tolist()  # stored unpadded
 
 
-def test_cache_loads_without_pickle(raw_dir, tmp_path, tiny_bert):
+def test_cache_is_safetensors_with_three_flat_tensors(raw_dir, tmp_path, tiny_bert):
     tokenize(ModelConfig(name=str(tiny_bert)), TokenizeConfig(max_length=32), raw_dir, tmp_path / "tok")
     with safe_open(tmp_path / "tok" / "train.safetensors", framework="pt") as handle:
         assert sorted(handle.keys()) == ["input_ids", "labels", "offsets"]

@@ -109,3 +109,18 @@ def test_cache_from_another_tokenizer_is_refused(tokenized, tmp_path, tokenizer)
     with pytest.raises(PipelineError, match=r"tokenized cache was made with the tokenizer of .*\(rerun the tokenize stage"):
         train(tiny_params(other), tokenized, tmp_path / "m", tmp_path / "m.json", tmp_path)
     assert not (tmp_path / "m").exists()
+
+
+def test_logged_loss_is_the_mean_of_the_steps_since_the_last_row(tiny_bert, tokenized, tmp_path, monkeypatch):
+    # 8 steps per epoch, a row every 3 steps: rows at steps 3, 6, 8 | 9, 12, 15, 16.
+    losses = []
+    import pipeline.training as training
+
+    real_step = training.train_step
+    monkeypatch.setattr(training, "train_step", lambda *a: losses.append(real_step(*a).item()) or torch.tensor(losses[-1]))
+    train(tiny_params(tiny_bert, log_every_steps=3), tokenized, tmp_path / "m", tmp_path / "m.json", tmp_path)
+    rows = [line.split(",") for line in (tmp_path / "train_steps.csv").read_text().splitlines()[1:]]
+    assert [int(r[0]) for r in rows] == [3, 6, 8, 9, 12, 15, 16]
+    bounds = [0, 3, 6, 8, 9, 12, 15, 16]
+    for row, start, end in zip(rows, bounds, bounds[1:]):
+        assert float(row[2]) == pytest.approx(sum(losses[start:end]) / (end - start), abs=1e-5)

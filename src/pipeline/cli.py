@@ -63,11 +63,11 @@ def main(argv: list[str] | None = None) -> int:
 
         try:
             settings = settings_from_pyproject()
+            settings = GateSettings(
+                watched=tuple(args.metric) if args.metric else settings.watched,
+                max_drop=settings.max_drop if args.max_drop is None else args.max_drop,
+            )
+            return run_gate(args.baseline, settings)
         except PipelineError as exc:
             _fail(str(exc))
-        settings = GateSettings(
-            watched=tuple(args.metric) if args.metric else settings.watched,
-            max_drop=settings.max_drop if args.max_drop is None else args.max_drop,
-        )
-        return run_gate(args.baseline, settings)
     return 0

@@ -40,6 +40,8 @@ class DataConfig:
     def check(self) -> None:
         if not self.path.strip():
             raise _invalid("data.path", self.path, "a Hub dataset id or a local directory")
+        if not 0 <= self.subsample_seed < 2**32:
+            raise _invalid("data.subsample_seed", self.subsample_seed, "an integer in [0, 2**32)")
         if self.max_train_samples is not None and self.max_train_samples < 1:
             raise _invalid("data.max_train_samples", self.max_train_samples, "null or an integer >= 1")
 
@@ -79,6 +81,8 @@ class TrainConfig:
     log_every_steps: int = 10
 
     def check(self) -> None:
+        if not 0 <= self.seed < 2**32:  # what NumPy's seeding accepts
+            raise _invalid("train.seed", self.seed, "an integer in [0, 2**32)")
         if self.epochs < 1:
             raise _invalid("train.epochs", self.epochs, "an integer >= 1")
         if self.batch_size < 1:
@@ -144,11 +148,10 @@ def load_params(path: str | Path = "params.yaml") -> Params:
 def params_from_dict(raw: Any, source: str = "params") -> Params:
     if not isinstance(raw, dict):
         raise PipelineError(f"{source}: expected a mapping of sections (data, model, ...), got {type(raw).__name__}")
-    sections = {f.name: f.type for f in dataclasses.fields(Params)}
     hints = typing.get_type_hints(Params)
-    _reject_unknown(raw, sections, prefix="")
+    _reject_unknown(raw, hints, prefix="")
     values = {}
-    for name in sections:
+    for name in hints:
         section = raw.get(name) or {}
         if not isinstance(section, dict):
             raise _invalid(name, section, f"a mapping of {name}.* keys")

@@ -136,6 +136,8 @@ def read_split(raw_dir: str | Path, split: str) -> RawSplit:
         table = pq.read_table(path, columns=[TEXT_COLUMN, LABEL_COLUMN])
     except FileNotFoundError:
         raise PipelineError(f"{path} not found: run the download stage first (dvc repro download)") from None
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        raise PipelineError(f"{path} is damaged ({str(exc).splitlines()[0]}); rerun: dvc repro --force download") from None
     return RawSplit(
         sentences=table.column(TEXT_COLUMN).to_pylist(),
         labels=table.column(LABEL_COLUMN).to_numpy().astype(np.int64),

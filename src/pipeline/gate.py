@@ -38,12 +38,16 @@ def settings_from_pyproject(path: str | Path = "pyproject.toml") -> GateSettings
     path = Path(path)
     if not path.is_file():
         return GateSettings()
-    table = tomllib.loads(path.read_text(encoding="utf-8")).get("tool", {}).get("sst2-pipeline", {}).get("gate", {})
-    watched = tuple(table.get("metrics", DEFAULT_WATCHED))
+    try:
+        table = tomllib.loads(path.read_text(encoding="utf-8")).get("tool", {}).get("sst2-pipeline", {}).get("gate", {})
+        watched = tuple(table.get("metrics", DEFAULT_WATCHED))
+        max_drop = float(table.get("max_drop", DEFAULT_MAX_DROP))
+    except (tomllib.TOMLDecodeError, TypeError, ValueError) as exc:
+        raise PipelineError(f"{path}: [tool.sst2-pipeline.gate] is not valid ({exc}); expected metrics = [\"FILE:METRIC\", ...] and max_drop = NUMBER") from None
     for entry in watched:
-        if ":" not in entry:
+        if not isinstance(entry, str) or ":" not in entry:
             raise PipelineError(f"{path}: gate metric {entry!r} must read FILE:METRIC, e.g. metrics/eval.json:accuracy")
-    return GateSettings(watched=watched, max_drop=float(table.get("max_drop", DEFAULT_MAX_DROP)))
+    return GateSettings(watched=watched, max_drop=max_drop)
 
 
 @dataclass(frozen=True)
@@ -64,9 +68,13 @@ def metrics_diff(baseline: str, cwd: str | Path = ".") -> dict:
                            cwd=cwd, capture_output=True, text=True)
     if known.returncode != 0:
         raise NoBaseline(f"no baseline: {baseline!r} is not a git revision here (fetch it, or name another with --baseline)")
-    result = subprocess.run(["dvc", "metrics", "diff", "--json", "--all", baseline], cwd=cwd, capture_output=True, text=True)
+    try:
+        result = subprocess.run(["dvc", "metrics", "diff", "--json", "--all", baseline], cwd=cwd, capture_output=True, text=True)
+    except FileNotFoundError:
+        raise PipelineError("dvc is not installed or not on PATH (pip install -e . installs it)") from None
     if result.returncode != 0:
-        raise PipelineError(f"dvc metrics diff failed: {result.stderr.strip().splitlines()[-1] if result.stderr.strip() else result.returncode}")
+        last = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else f"exit status {result.returncode}"
+        raise PipelineError(f"dvc metrics diff failed: {last}")
     return json.loads(result.stdout or "{}")
 
 

@@ -44,12 +44,15 @@ def load_tokenizer(name: str, key: str = "model.name"):
     return tokenizer
 
 
-def max_sequence_length(name: str, key: str = "model.name") -> int:
-    """The longest input the model accepts, from its position embeddings (or tokenizer) limit."""
-    config = load_config(name, key)
+def max_sequence_length(config, tokenizer) -> int:
+    """The longest input the model accepts: its position embeddings and its tokenizer's limit, whichever is less.
+
+    Both count: RoBERTa has 514 position embeddings but takes 512 tokens.
+    """
     limits = [getattr(config, attr) for attr in ("max_position_embeddings", "n_positions") if getattr(config, attr, None)]
-    if not limits:
-        limits = [load_tokenizer(name, key).model_max_length]
+    tokenizer_limit = tokenizer.model_max_length
+    if tokenizer_limit < 1_000_000:  # tokenizers without a limit report a huge sentinel
+        limits.append(tokenizer_limit)
     return int(min(limits))
 
 

@@ -33,8 +33,13 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
         if path.exists():
             retired = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
             os.replace(path, retired / path.name)
-            os.replace(staging, path)
-            shutil.rmtree(retired)
+            try:
+                os.replace(staging, path)
+            except BaseException:
+                os.replace(retired / path.name, path)  # put the earlier output back
+                raise
+            finally:
+                shutil.rmtree(retired, ignore_errors=True)
         else:
             os.replace(staging, path)
     finally:
@@ -48,6 +53,8 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
             handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())  # on disk before the rename makes it visible
         os.chmod(staging, 0o644)
         os.replace(staging, path)
     except BaseException:
@@ -77,3 +84,5 @@ def read_json_output(path: str | Path, stage: str) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise PipelineError(f"{path} not found: run the {stage} stage first (dvc repro {stage})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PipelineError(f"{path} is damaged ({exc}); rerun the {stage} stage: dvc repro --force {stage}") from None

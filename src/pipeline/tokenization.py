@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 from pipeline.config import ModelConfig, TokenizeConfig
 from pipeline.data import LABELED_SPLITS, read_info, read_split
 from pipeline.errors import PipelineError
-from pipeline.modeling import load_tokenizer, max_sequence_length
+from pipeline.modeling import load_config, load_tokenizer, max_sequence_length
 from pipeline.outputs import atomic_directory, read_json_output, write_json_atomic
 
 META_FILE = "meta.json"
@@ -62,13 +62,13 @@ def length_stats(lengths: np.ndarray, max_length: int) -> dict:
 
 def tokenize(model_cfg: ModelConfig, tok_cfg: TokenizeConfig, raw_dir: str | Path, out_dir: str | Path) -> dict:
     """Tokenize the labelled splits of ``raw_dir`` into ``out_dir`` and return the description written."""
-    limit = max_sequence_length(model_cfg.name)
+    tokenizer = load_tokenizer(model_cfg.name)
+    limit = max_sequence_length(load_config(model_cfg.name), tokenizer)
     if tok_cfg.max_length > limit:
         raise PipelineError(
             f"invalid parameter tokenize.max_length={tok_cfg.max_length}: {model_cfg.name} accepts at most {limit} tokens "
             f"(set it to a value in 2..{limit})"
         )
-    tokenizer = load_tokenizer(model_cfg.name)
     info = read_info(raw_dir)
     meta = {
         "tokenizer": model_cfg.name,

@@ -133,7 +133,7 @@ def train(params: Params, tokenized_dir: str | Path, model_dir: str | Path, metr
         batches.set_epoch(epoch)
         # Losses add up on the device and are read every log_every_steps, so steps never wait on .item().
         epoch_loss = torch.zeros((), device=device)
-        interval_loss = torch.zeros((), device=device)
+        interval_loss, interval_steps = torch.zeros((), device=device), 0
         progress = tqdm(train_loader, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", file=sys.stderr,
                         mininterval=0.5 if sys.stderr.isatty() else 60, dynamic_ncols=True)
         for batch in progress:
@@ -147,9 +147,11 @@ def train(params: Params, tokenized_dir: str | Path, model_dir: str | Path, metr
             step += 1
             epoch_loss += loss.detach().float()
             interval_loss += loss.detach().float()
+            interval_steps += 1
             if step % cfg.log_every_steps == 0 or step == epoch * len(train_loader):
-                mean_loss = interval_loss.item() / ((step - 1) % cfg.log_every_steps + 1)
+                mean_loss = interval_loss.item() / interval_steps
                 interval_loss.zero_()
+                interval_steps = 0
                 lr = scheduler.get_last_lr()[0]
                 log.steps.append((step, epoch, mean_loss, lr))
                 speed = n_samples / (time.perf_counter() - started)
