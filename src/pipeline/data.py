@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +23,43 @@ EVAL_SPLIT = "validation"
 LABELED_SPLITS = (TRAIN_SPLIT, EVAL_SPLIT)
 UNLABELED = -1  # GLUE's label for the hidden-answer test split
 INFO_FILE = "info.json"
+# Files that datasets reads as text; Parquet and Arrow carry their own encoding.
+TEXT_FILE_SUFFIXES = (".csv", ".tsv", ".json", ".jsonl", ".txt")
+# How datasets says that a split has no rows (its own wording is about "instructions").
+_EMPTY_SPLIT = re.compile(r'Instruction "([^"]+)" corresponds to no data')
+
+
+@contextlib.contextmanager
+def quiet_datasets() -> Iterator[None]:
+    """No progress bars or log lines from ``datasets``: reading SST-2 takes seconds, and on failure the
+    stage's one-line error says what went wrong (datasets would print its own lines first)."""
+    import datasets
+
+    bars_were_off, level = datasets.are_progress_bars_disabled(), datasets.logging.get_verbosity()
+    datasets.disable_progress_bars()
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL)
+    try:
+        yield
+    finally:
+        datasets.logging.set_verbosity(level)
+        if not bars_were_off:
+            datasets.enable_progress_bars()
+
+
+def check_utf8_files(folder: Path, key_value: str) -> None:
+    """Refuse a text data file that is not UTF-8, naming the file and the line (datasets only says "0xe9")."""
+    for file in sorted(folder.rglob("*")):
+        if file.suffix.lower() not in TEXT_FILE_SUFFIXES or not file.is_file():
+            continue
+        content = file.read_bytes()
+        try:
+            content.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = content.count(b"\n", 0, exc.start) + 1
+            raise PipelineError(
+                f"{key_value}: {file.relative_to(folder)} is not UTF-8 text (byte 0x{content[exc.start]:02x} on line {line}); "
+                f"re-save it as UTF-8"
+            ) from None
 
 
 def load_source(cfg: DataConfig):
@@ -27,17 +67,37 @@ def load_source(cfg: DataConfig):
     import datasets  # imported here: it is slow to import and only this stage needs it
 
     local = Path(cfg.path).expanduser()
+    key_value = f"data.path={cfg.path!r}"
     if looks_local(cfg.path) and not local.is_dir():
-        raise PipelineError(f"data.path={cfg.path!r}: no such directory (give an existing folder or a Hub dataset id)")
+        raise PipelineError(f"{key_value}: no such directory (give an existing folder or a Hub dataset id)")
+    if local.is_dir():
+        check_utf8_files(local, key_value)
     try:
         return datasets.load_dataset(str(local) if local.is_dir() else cfg.path, cfg.config)
-    except (OSError, ValueError) as exc:  # ConnectionError, FileNotFoundError, DatasetNotFoundError, bad config
+    except (OSError, ValueError, datasets.exceptions.DatasetGenerationError) as exc:
+        # OSError, ValueError: ConnectionError, FileNotFoundError, DatasetNotFoundError, bad config, empty split.
+        # DatasetGenerationError: a data file that its reader cannot parse; the reason is its cause.
+        empty = _EMPTY_SPLIT.search(str(exc))
+        cause = f"split {empty.group(1)!r} has no rows" if empty else _first_line(_root_cause(exc))
         if local.is_dir():
             raise PipelineError(
-                f"data.path={cfg.path!r}: could not read a dataset there: {str(exc).strip().splitlines()[0][:200]} "
+                f"{key_value}: could not read a dataset there: {cause} "
                 f"(the folder needs non-empty train and validation files, e.g. train.parquet and validation.parquet)"
             ) from None
+        if empty or isinstance(exc, datasets.exceptions.DatasetGenerationError):
+            raise PipelineError(f"dataset {cfg.path!r}: could not be read: {cause}") from None
         raise not_found("dataset", f"{cfg.path}" + (f" ({cfg.config})" if cfg.config else ""), "data.path", exc) from None
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    return exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 def label_names_of(dataset_dict) -> list[str]:
@@ -84,8 +144,18 @@ def validate(dataset_dict, source: str) -> list[str]:
 
 def _check_texts(texts: list, where: str) -> None:
     for row, text in enumerate(texts):
+        if isinstance(text, bytes):  # a binary column: text only if it decodes
+            try:
+                text = text.decode("utf-8")
+            except UnicodeDecodeError:
+                raise PipelineError(
+                    f"{where} row {row} has a {TEXT_COLUMN!r} that is not UTF-8 text ({text[:40]!r}); "
+                    f"store the text as UTF-8 strings"
+                ) from None
         if not isinstance(text, str) or not text.strip():
             raise PipelineError(f"{where} row {row} has an empty or missing {TEXT_COLUMN!r}; every example needs text")
+    if texts and isinstance(texts[0], bytes):  # valid UTF-8, but the tokenizer takes strings
+        raise PipelineError(f"{where}: column {TEXT_COLUMN!r} holds bytes, not text; store it as a string column")
 
 
 def subsample_indices(n_rows: int, n_keep: int, seed: int) -> np.ndarray:
@@ -96,6 +166,11 @@ def subsample_indices(n_rows: int, n_keep: int, seed: int) -> np.ndarray:
 
 def download(cfg: DataConfig, out_dir: str | Path) -> dict:
     """Write ``<split>.parquet`` for every split plus ``info.json`` into ``out_dir``."""
+    with quiet_datasets():
+        return _download(cfg, out_dir)
+
+
+def _download(cfg: DataConfig, out_dir: str | Path) -> dict:
     dataset_dict = load_source(cfg)
     names = validate(dataset_dict, source=f"dataset {cfg.path!r}")
     n_source_train = dataset_dict[TRAIN_SPLIT].num_rows

@@ -7,6 +7,7 @@ place with a rename, which the operating system performs all at once.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -25,7 +26,13 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
     try:
-        yield staging
+        try:
+            yield staging
+        except Exception as exc:
+            full = disk_full_error(exc, written=path, staging=staging)
+            if full is None:
+                raise
+            raise full from exc
         # mkdtemp (and some writers) make things private; the result is an ordinary, readable output.
         staging.chmod(0o755)
         for item in staging.rglob("*"):
@@ -57,10 +64,35 @@ def write_text_atomic(path: str | Path, text: str) -> None:
             os.fsync(handle.fileno())  # on disk before the rename makes it visible
         os.chmod(staging, 0o644)
         os.replace(staging, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(staging)
-        raise
+        full = disk_full_error(exc, written=path, staging=Path(staging)) if isinstance(exc, Exception) else None
+        if full is None:
+            raise
+        raise full from exc
+
+
+def disk_full_error(exc: Exception, written: Path, staging: Path | None = None) -> OSError | None:
+    """For an error that means the disk is full, an ``OSError(ENOSPC)`` that names the output as the user knows it.
+
+    Writers report a full disk each in their own way: Python and pyarrow with the errno but often no
+    file name, safetensors in its own exception type whose text ends in "(os error 28)". A file name,
+    when there is one, is that of the hidden staging copy, so it is mapped back onto ``written``.
+    """
+    full = (errno.ENOSPC, errno.EDQUOT)
+    code = exc.errno if isinstance(exc, OSError) and exc.errno in full else None
+    if code is None:
+        text = str(exc)
+        code = next((c for c in full if os.strerror(c) in text or f"(os error {c})" in text), None)
+    if code is None:
+        return None
+    name = Path(exc.filename) if isinstance(exc, OSError) and exc.filename else None
+    if name is None:
+        name = written
+    elif staging is not None and name.is_relative_to(staging):
+        name = written / name.relative_to(staging)
+    return OSError(code, os.strerror(code), str(name))
 
 
 def to_json(data: Any) -> str:
