@@ -8,6 +8,7 @@ the same batch, while the order of batches stays random from epoch to epoch.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 
 import numpy as np
@@ -24,9 +25,14 @@ class LengthGroupedBatches:
     ``group_batches=1`` this is plain random batching. Without ``shuffle`` (evaluation): examples
     sorted by length, for the least padding, in a fixed order.
 
-    With ``num_replicas > 1`` each process (``rank``) takes every ``num_replicas``-th batch, so the
-    processes see disjoint data; the last batches are dropped when they do not divide evenly, so
-    every process takes the same number of steps.
+    Data parallelism and gradient accumulation: the batches above are global batches of
+    ``batch_size × num_replicas × micro_batches`` examples, one per optimizer step. Each process
+    (``rank``) takes its own slice of every one and cuts it into ``micro_batches`` micro-batches of
+    ``batch_size``. So the processes see disjoint data, all take the same number of steps, and a step
+    covers the same examples whatever the split into processes and micro-batches: 2 processes × 32 ×
+    2 micro-batches trains on what 1 process × 128 does. In training, a last global batch too small
+    to give every micro-batch an example is dropped; in evaluation nothing is dropped, so every
+    example is scored exactly once across the processes.
     """
 
     def __init__(
@@ -39,6 +45,7 @@ class LengthGroupedBatches:
         group_batches: int = 1,
         num_replicas: int = 1,
         rank: int = 0,
+        micro_batches: int = 1,
     ) -> None:
         self.lengths = lengths.numpy()
         self.batch_size = batch_size
@@ -47,35 +54,46 @@ class LengthGroupedBatches:
         self.group_batches = group_batches
         self.num_replicas = num_replicas
         self.rank = rank
+        self.micro_batches = micro_batches
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         """Each epoch gets its own order, reproducible from ``(seed, epoch)``."""
         self.epoch = epoch
 
-    def _all_batches(self) -> list[np.ndarray]:
-        n = len(self.lengths)
+    @property
+    def global_batch_size(self) -> int:
+        return self.batch_size * self.num_replicas * self.micro_batches
+
+    def _global_batches(self) -> list[np.ndarray]:
+        n, size = len(self.lengths), self.global_batch_size
         if not self.shuffle:
             order = np.argsort(-self.lengths, kind="stable")
-            return [order[i : i + self.batch_size] for i in range(0, n, self.batch_size)]
+            return [order[i : i + size] for i in range(0, n, size)]  # nothing dropped
         rng = np.random.default_rng([self.seed, self.epoch])
         order = rng.permutation(n)
-        window = self.batch_size * self.group_batches
+        window = size * self.group_batches
         if self.group_batches > 1:
             for start in range(0, n, window):
                 chunk = order[start : start + window]
                 order[start : start + window] = chunk[np.argsort(-self.lengths[chunk], kind="stable")]
-        batches = [order[i : i + self.batch_size] for i in range(0, n, self.batch_size)]
-        return [batches[i] for i in rng.permutation(len(batches))]
+        batches = [order[i : i + size] for i in range(0, n, size)]
+        batches = [batches[i] for i in rng.permutation(len(batches))]
+        return [batch for batch in batches if len(batch) >= self.num_replicas * self.micro_batches]
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        batches = self._all_batches()
-        usable = len(batches) - len(batches) % self.num_replicas if self.num_replicas > 1 else len(batches)
-        return iter(batches[self.rank : usable : self.num_replicas])
+        for batch in self._global_batches():
+            share = np.array_split(batch, self.num_replicas)[self.rank]
+            for micro_batch in np.array_split(share, self.micro_batches):
+                if len(micro_batch):  # only evaluation keeps a last batch too small to share out
+                    yield micro_batch
 
     def __len__(self) -> int:
-        n_batches = -(-len(self.lengths) // self.batch_size)
-        return n_batches // self.num_replicas
+        """Micro-batches per epoch for this process."""
+        if not self.shuffle:
+            return sum(1 for _ in self)
+        n, size = len(self.lengths), self.global_batch_size
+        return (n // size + (n % size >= self.num_replicas * self.micro_batches)) * self.micro_batches
 
 
 def collate(split: TokenizedSplit, indices: np.ndarray, pad_token_id: int, pad_to_multiple_of: int = 1) -> dict[str, torch.Tensor]:
@@ -105,9 +123,12 @@ class BatchLoader:
         for _, batch in self.with_indices():
             yield batch
 
-    def with_indices(self) -> Iterator[tuple[np.ndarray, dict[str, torch.Tensor]]]:
-        """Each batch together with the split positions of its examples."""
-        for indices in self.batches:
+    def with_indices(self, start: int = 0) -> Iterator[tuple[np.ndarray, dict[str, torch.Tensor]]]:
+        """Each batch from the ``start``-th on, with the split positions of its examples.
+
+        Skipped batches are not collated: resuming mid-epoch costs nothing.
+        """
+        for indices in itertools.islice(self.batches, start, None):
             yield indices, collate(self.split, indices, self.pad_token_id, self.pad_to_multiple_of)
 
     def __len__(self) -> int:
