@@ -29,7 +29,7 @@ from pipeline.config import TrainConfig, load_params
 from pipeline.data import subsample_indices
 from pipeline.modeling import load_pretrained_classifier, load_tokenizer
 from pipeline.tokenization import TokenizedSplit, load_split, read_meta
-from pipeline.training import autocast_for, build_optimizer, get_scheduler, train_step
+from pipeline.training import autocast_for, build_optimizer, get_scheduler, grad_scaler_for, train_step
 
 CONFIGS = {
     "a_tutorial": "(a) tutorial: pad to dataset max, random batches, fp32, AdamW",
@@ -107,11 +107,11 @@ def run_manual(split, meta, model_name, cfg: TrainConfig, tutorial: bool, steps:
     loader = BatchLoader(split, batches, pad, cfg.pad_to_multiple_of)
     optimizer = build_optimizer(model, cfg)
     scheduler = get_scheduler(optimizer, cfg, steps + warmup)
-    autocast = autocast_for(cfg.precision, torch.device("cpu"))
+    autocast, scaler = autocast_for(cfg.precision, torch.device("cpu")), grad_scaler_for(cfg.precision, torch.device("cpu"))
     meter = Meter(warmup, steps)
     for batch in loader:
         meter.count(batch["attention_mask"])
-        train_step(model, batch, optimizer, scheduler, autocast, cfg.max_grad_norm)
+        train_step(model, [batch], optimizer, scheduler, autocast, scaler, cfg.max_grad_norm)
         if meter.step == warmup + steps:
             break
     return meter.result()

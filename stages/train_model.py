@@ -3,7 +3,7 @@
 import argparse
 
 from pipeline.cli import run_stage
-from pipeline.training import train
+from pipeline.training import run_train_stage
 
 parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--params", default="params.yaml")
@@ -11,5 +11,7 @@ parser.add_argument("--tokenized", default="data/tokenized", help="output of the
 parser.add_argument("--model-out", default="models/classifier", help="folder for the save_pretrained model")
 parser.add_argument("--metrics", default="metrics/train.json")
 parser.add_argument("--plots", default="metrics", help="folder for train_steps.csv and train_epochs.csv")
+parser.add_argument("--checkpoints", default="checkpoints/train", help="folder the run checkpoints into and resumes from")
 args = parser.parse_args()
-run_stage(args.params, lambda params: train(params, args.tokenized, args.model_out, args.metrics, args.plots))
+run_stage(args.params, lambda params: run_train_stage(
+    params, args.tokenized, args.model_out, args.metrics, args.plots, args.checkpoints))

@@ -74,18 +74,23 @@ def tokenizer():
     return AutoTokenizer.from_pretrained(PRETRAINED)
 
 
-def save_tiny_model(folder: Path, tokenizer, architecture: str = "bert") -> Path:
-    """A randomly initialised 2-layer encoder with the real vocabulary, saved like a Hub checkpoint."""
+def save_tiny_model(folder: Path, tokenizer, architecture: str = "bert", dropout: float = 0.1) -> Path:
+    """A randomly initialised 2-layer encoder with the real vocabulary, saved like a Hub checkpoint.
+
+    ``dropout=0`` makes training a function of the batches alone, for comparing runs that draw
+    different random numbers (one process against several).
+    """
     import torch
     from transformers import AutoModel, BertConfig, DistilBertConfig
 
     torch.manual_seed(0)
     if architecture == "bert":
         config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                            intermediate_size=64, max_position_embeddings=64)
+                            intermediate_size=64, max_position_embeddings=64,
+                            hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
     else:
         config = DistilBertConfig(vocab_size=tokenizer.vocab_size, dim=32, n_layers=2, n_heads=2, hidden_dim=64,
-                                  max_position_embeddings=64)
+                                  max_position_embeddings=64, dropout=dropout, attention_dropout=dropout)
     AutoModel.from_config(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder

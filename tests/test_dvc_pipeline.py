@@ -195,3 +195,57 @@ def test_a_library_change_reruns_the_stages_that_run_that_code(project):
     finally:
         module.write_text(original)
     assert stages_that_would_run(project) == []
+
+
+def kill_process_tree(pid: int) -> None:
+    """SIGKILL a process and all its descendants at once, as a power cut or a preemption would."""
+    import signal
+
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            children.setdefault(int(stat.read_text().rsplit(")", 1)[1].split()[1]), []).append(int(stat.parent.name))
+        except (OSError, ValueError):
+            continue
+    family, todo = [], [pid]
+    while todo:
+        family.append(todo.pop())
+        todo.extend(children.get(family[-1], []))
+    for member in family:
+        try:
+            os.kill(member, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def test_dvc_repro_after_a_kill_ends_as_if_never_interrupted(project):
+    def outcome() -> dict:
+        metrics = json.loads((project / "metrics" / "train.json").read_text())
+        return {"weights": (project / "models" / "classifier" / "model.safetensors").read_bytes(),
+                "train": {k: v for k, v in metrics.items() if k not in ("train_runtime_s", "train_samples_per_s")},
+                "eval": (project / "metrics" / "eval.json").read_text(),
+                "steps": (project / "metrics" / "train_steps.csv").read_text()}
+
+    try:
+        set_params(project, train__epochs=3, train__checkpoint_every_steps=2)  # 18 steps
+        env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+        repro = subprocess.Popen(["dvc", "repro"], cwd=project, env=env, stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, text=True)
+        for line in repro.stdout:
+            if "checkpoint: step 8 saved" in line:  # in epoch 2
+                kill_process_tree(repro.pid)
+                break
+        repro.wait(timeout=60)
+        assert repro.returncode == -9
+        assert not (project / "metrics" / "train.json").exists()  # killed before the stage finished
+
+        resumed = run(project, "dvc", "repro")
+        assert re.search(r"resuming from checkpoints/train/step-00000(08|10)", resumed.stdout + resumed.stderr)
+        after_kill = outcome()
+        assert sorted(p.name for p in (project / "checkpoints" / "train").iterdir()) == ["finished.json"]
+        run(project, "dvc", "repro", "--force", "train", "evaluate")  # the same run, never interrupted
+        assert outcome() == after_kill
+    finally:
+        run(project, "git", "checkout", "--", ".")
+        run(project, "dvc", "checkout", "--quiet")
+    assert stages_that_would_run(project) == []

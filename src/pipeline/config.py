@@ -20,7 +20,8 @@ import yaml
 
 from pipeline.errors import PipelineError
 
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "fp16")
+DEVICES = ("auto", "cpu", "cuda")
 
 
 def _invalid(key: str, value: Any, expected: str) -> PipelineError:
@@ -49,6 +50,8 @@ class DataConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     name: str = "sentence-transformers/all-MiniLM-L6-v2"  # a Hub model id or a local folder
+    # Some Hub models ship their own Python code; running it is running someone else's program.
+    trust_remote_code: bool = False
 
     def check(self) -> None:
         if not self.name.strip():
@@ -79,6 +82,11 @@ class TrainConfig:
     group_by_length_batches: int = 64
     pad_to_multiple_of: int = 1
     log_every_steps: int = 10
+    # batch_size is per process; one optimizer step sees batch_size × processes × grad_accum_steps examples.
+    grad_accum_steps: int = 1
+    processes: int = 1  # data-parallel worker processes on this machine (torchrun)
+    device: str = "auto"
+    checkpoint_every_steps: int = 200  # 0: only at the end of each epoch
 
     def check(self) -> None:
         if not 0 <= self.seed < 2**32:  # what NumPy's seeding accepts
@@ -103,6 +111,16 @@ class TrainConfig:
             raise _invalid("train.pad_to_multiple_of", self.pad_to_multiple_of, "an integer >= 1")
         if self.log_every_steps < 1:
             raise _invalid("train.log_every_steps", self.log_every_steps, "an integer >= 1")
+        if self.grad_accum_steps < 1:
+            raise _invalid("train.grad_accum_steps", self.grad_accum_steps, "an integer >= 1")
+        if self.processes < 1:
+            raise _invalid("train.processes", self.processes, "an integer >= 1")
+        if self.device not in DEVICES:
+            raise _invalid("train.device", self.device, f"one of {', '.join(DEVICES)}")
+        if self.precision == "fp16" and self.device == "cpu":
+            raise _invalid("train.precision", self.precision, "fp32 or bf16 with train.device=cpu (fp16 needs a CUDA GPU)")
+        if self.checkpoint_every_steps < 0:
+            raise _invalid("train.checkpoint_every_steps", self.checkpoint_every_steps, "an integer >= 0 (0: at epoch ends only)")
 
 
 @dataclass(frozen=True)

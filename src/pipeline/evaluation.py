@@ -16,6 +16,7 @@ from pipeline.batching import BatchLoader, LengthGroupedBatches
 from pipeline.config import EvaluateConfig
 from pipeline.data import EVAL_SPLIT
 from pipeline.modeling import load_finetuned
+from pipeline.parallel import pick_device
 from pipeline.outputs import write_csv_atomic, write_json_atomic
 from pipeline.tokenization import TokenizedSplit, load_split, read_meta
 
@@ -33,22 +34,33 @@ class Predictions:
         return self.logits.argmax(dim=-1)
 
 
-def eval_loader(split: TokenizedSplit, batch_size: int, pad_token_id: int) -> BatchLoader:
-    return BatchLoader(split, LengthGroupedBatches(split.lengths, batch_size, shuffle=False), pad_token_id)
+def eval_loader(split: TokenizedSplit, batch_size: int, pad_token_id: int, num_replicas: int = 1, rank: int = 0) -> BatchLoader:
+    """Batches sorted by length; with several processes, this process's share of them."""
+    batches = LengthGroupedBatches(split.lengths, batch_size, shuffle=False, num_replicas=num_replicas, rank=rank)
+    return BatchLoader(split, batches, pad_token_id)
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, loader: BatchLoader, device: torch.device) -> Predictions:
-    """Logits for every example of the loader's split, in fp32, put back in the split's order."""
+def predict(model: torch.nn.Module, loader: BatchLoader, device: torch.device, gather=None) -> Predictions:
+    """Logits for every example of the loader's split, in fp32, put back in the split's order.
+
+    With data-parallel processes each predicts its own share of the examples and ``gather`` (a
+    :meth:`ProcessGroup.all_gather`) brings the shares together; each example is counted exactly once.
+    """
     model.eval()
-    n_examples = len(loader.split)
-    logits = None
+    positions, outputs = [], []
     for indices, batch in loader.with_indices():
         batch = {name: tensor.to(device) for name, tensor in batch.items()}
-        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float().cpu()
-        if logits is None:
-            logits = torch.empty(n_examples, out.shape[-1])
-        logits[torch.from_numpy(np.asarray(indices))] = out
+        outputs.append(model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float().cpu())
+        positions.append(torch.from_numpy(np.asarray(indices, dtype=np.int64)))
+    shares = gather((positions, outputs)) if gather else [(positions, outputs)]
+    positions = torch.cat([p for share_positions, _ in shares for p in share_positions])
+    outputs = torch.cat([o for _, share_outputs in shares for o in share_outputs])
+    n_examples = len(loader.split)
+    if sorted(positions.tolist()) != list(range(n_examples)):
+        raise RuntimeError("predictions do not cover every example exactly once")
+    logits = torch.empty(n_examples, outputs.shape[-1])
+    logits[positions] = outputs
     labels = loader.split.labels
     loss = torch.nn.functional.cross_entropy(logits, labels).item()
     return Predictions(logits=logits, labels=labels, loss=loss)
@@ -72,7 +84,7 @@ def evaluate_model(cfg: EvaluateConfig, model_dir: str | Path, tokenized_dir: st
     model = load_finetuned(model_dir)
     meta = read_meta(tokenized_dir)
     split = load_split(tokenized_dir, EVAL_SPLIT)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = pick_device()
     model.to(device)
     predictions = predict(model, eval_loader(split, cfg.batch_size, meta["pad_token_id"]), device)
     names = [model.config.id2label[i] for i in range(model.config.num_labels)]

@@ -21,22 +21,22 @@ def _check_local(name: str, key: str) -> None:
         raise PipelineError(f"{key}={name!r}: folder has no config.json, so it is not a saved model (save it with save_pretrained)")
 
 
-def load_config(name: str, key: str = "model.name"):
+def load_config(name: str, key: str = "model.name", trust_remote_code: bool = False):
     from transformers import AutoConfig
 
     _check_local(name, key)
     try:
-        return AutoConfig.from_pretrained(name)
+        return AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
         raise not_found("model", name, key, exc) from None
 
 
-def load_tokenizer(name: str, key: str = "model.name"):
+def load_tokenizer(name: str, key: str = "model.name", trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
     _check_local(name, key)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name)
+        tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
         raise not_found("tokenizer of model", name, key, exc) from None
     if not tokenizer.is_fast:
@@ -56,20 +56,32 @@ def max_sequence_length(config, tokenizer) -> int:
     return int(min(limits))
 
 
-def load_pretrained_classifier(name: str, label_names: list[str]):
-    """A pretrained encoder with a fresh classification head sized and labelled for ``label_names``."""
+def load_pretrained_classifier(name: str, label_names: list[str], trust_remote_code: bool = False):
+    """A pretrained encoder with a fresh classification head sized and labelled for ``label_names``.
+
+    ``trust_remote_code`` stays off unless ``model.trust_remote_code`` turns it on: a model that
+    needs its own Python code then fails to load instead of running that code.
+    """
     from transformers import AutoModelForSequenceClassification
 
+    from transformers.utils import logging as transformers_logging
+
     _check_local(name, "model.name")
+    # The load report would list the new head as "missing" weights: expected here, not worth a warning.
+    verbosity = transformers_logging.get_verbosity()
+    transformers_logging.set_verbosity_error()
     try:
         return AutoModelForSequenceClassification.from_pretrained(
             name,
+            trust_remote_code=trust_remote_code,
             num_labels=len(label_names),
             id2label=dict(enumerate(label_names)),
             label2id={label: i for i, label in enumerate(label_names)},
         )
     except (OSError, ValueError) as exc:
         raise not_found("model", name, "model.name", exc) from None
+    finally:
+        transformers_logging.set_verbosity(verbosity)
 
 
 def load_finetuned(folder: str | Path):
@@ -77,9 +89,16 @@ def load_finetuned(folder: str | Path):
     from transformers import AutoModelForSequenceClassification
 
     folder = Path(folder)
+    from safetensors import SafetensorError
+
     if not (folder / "config.json").is_file():
         raise PipelineError(f"{folder}: no fine-tuned model here (run the train stage first: dvc repro train)")
-    return AutoModelForSequenceClassification.from_pretrained(folder)
+    try:
+        return AutoModelForSequenceClassification.from_pretrained(folder)
+    except (OSError, ValueError, SafetensorError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise PipelineError(f"{folder}: the fine-tuned model cannot be loaded ({reason}); "
+                            f"rerun the train stage: dvc repro --force train") from None
 
 
 def save_finetuned(model, tokenizer, folder: str | Path) -> None:

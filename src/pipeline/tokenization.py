@@ -62,8 +62,10 @@ def length_stats(lengths: np.ndarray, max_length: int) -> dict:
 
 def tokenize(model_cfg: ModelConfig, tok_cfg: TokenizeConfig, raw_dir: str | Path, out_dir: str | Path) -> dict:
     """Tokenize the labelled splits of ``raw_dir`` into ``out_dir`` and return the description written."""
-    tokenizer = load_tokenizer(model_cfg.name)
-    limit = max_sequence_length(load_config(model_cfg.name), tokenizer)
+    # The config first: a name that is no model at all is reported as such, not as a missing tokenizer.
+    config = load_config(model_cfg.name, trust_remote_code=model_cfg.trust_remote_code)
+    tokenizer = load_tokenizer(model_cfg.name, trust_remote_code=model_cfg.trust_remote_code)
+    limit = max_sequence_length(config, tokenizer)
     if tok_cfg.max_length > limit:
         raise PipelineError(
             f"invalid parameter tokenize.max_length={tok_cfg.max_length}: {model_cfg.name} accepts at most {limit} tokens "

@@ -3,41 +3,49 @@
 The loop in :func:`train` is the reference tutorial's (``zero_grad`` → forward → ``backward`` →
 ``step``, validation after every epoch), with what a careful fine-tuning run adds: no weight decay
 on biases and LayerNorm, a linear schedule with warmup, gradient clipping, length-grouped batches
-padded per batch, optional bf16 autocast, and seeds for everything.
+padded per batch, bf16 (or, on GPUs, fp16) autocast, gradient accumulation, data parallelism across
+processes, checkpoints it resumes from exactly, and seeds for everything.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import itertools
 import math
 import random
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from pipeline import parallel
 from pipeline.batching import BatchLoader, LengthGroupedBatches
+from pipeline.checkpoint import CheckpointFolder, capture_rng
 from pipeline.config import Params, TrainConfig
 from pipeline.data import EVAL_SPLIT, TRAIN_SPLIT
 from pipeline.errors import PipelineError
 from pipeline.evaluation import eval_loader, predict, score
 from pipeline.modeling import load_pretrained_classifier, load_tokenizer, save_finetuned
 from pipeline.outputs import write_csv_atomic, write_json_atomic
+from pipeline.parallel import ProcessGroup
 from pipeline.tokenization import load_split, read_meta, tokenizer_fingerprint
+
+# Changing these does not change what training computes, so a checkpoint made under other values resumes.
+NOT_AFFECTING_RESULTS = ("checkpoint_every_steps",)
 
 
 def set_seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)  # also seeds every CUDA device
-
-
-def pick_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def bf16_is_native(device: torch.device) -> bool:
@@ -47,12 +55,24 @@ def bf16_is_native(device: torch.device) -> bool:
 
 
 def autocast_for(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
-    """bf16 autocast keeps fp32 master weights and runs matrix products in bf16; fp32 changes nothing."""
+    """bf16/fp16 autocast keeps fp32 master weights and runs matrix products in 16 bits; fp32 changes nothing."""
     if precision == "fp32":
         return contextlib.nullcontext()
+    if precision == "fp16":
+        if device.type != "cuda":
+            raise PipelineError("train.precision=fp16 needs a CUDA GPU; use bf16 or fp32 on a CPU")
+        return torch.autocast(device_type="cuda", dtype=torch.float16)
     if not bf16_is_native(device):
         print(f"warning: train.precision=bf16 but this {device.type} has no native bf16; it may be slower than fp32", file=sys.stderr)
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def grad_scaler_for(precision: str, device: torch.device) -> torch.amp.GradScaler:
+    """fp16 gradients underflow without loss scaling; bf16 and fp32 have fp32's range and need none.
+
+    A disabled scaler passes everything through unchanged, so one loop serves every precision.
+    """
+    return torch.amp.GradScaler(device.type, enabled=precision == "fp16")
 
 
 def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
@@ -92,92 +112,216 @@ def check_cache_matches_model(meta: dict, tokenizer, model_name: str) -> None:
         )
 
 
-def train_step(model, batch, optimizer, scheduler, autocast, max_grad_norm: float) -> torch.Tensor:
-    """One optimizer step on one batch, as in the reference tutorial, plus clipping and the schedule."""
+def train_step(model, micro_batches, optimizer, scheduler, autocast, scaler, max_grad_norm: float) -> torch.Tensor:
+    """One optimizer step, as in the reference tutorial, over ``grad_accum_steps`` micro-batches.
+
+    Plus gradient clipping, the learning-rate schedule and, in fp16 only, loss scaling. Returns the
+    step's loss: the mean of its micro-batches' mean losses.
+    """
     optimizer.zero_grad(set_to_none=True)
-    with autocast:
-        loss = model(**batch).loss
-    loss.backward()
+    step_loss = 0.0
+    for i, batch in enumerate(micro_batches):
+        # Data-parallel processes average their gradients once per step, on the last micro-batch.
+        last = i == len(micro_batches) - 1
+        with contextlib.nullcontext() if last or not isinstance(model, DistributedDataParallel) else model.no_sync():
+            with autocast:
+                loss = model(**batch).loss / len(micro_batches)
+            scaler.scale(loss).backward()
+        step_loss += loss.detach().float()
+    scaler.unscale_(optimizer)
     torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-    optimizer.step()
+    scaler.step(optimizer)
+    scaler.update()
     scheduler.step()
-    return loss
+    return step_loss
 
 
-def train(params: Params, tokenized_dir: str | Path, model_dir: str | Path, metrics_path: str | Path, plots_dir: str | Path) -> dict:
-    cfg = params.train
-    set_seed(cfg.seed)
-    device = pick_device()
+@dataclass
+class LoopState:
+    """Where the loop is and what it has counted: what a checkpoint holds besides model and optimizer."""
+
+    epoch: int = 1  # the epoch in progress
+    steps_in_epoch: int = 0  # optimizer steps done in it
+    step: int = 0  # optimizer steps done in all
+    interval_steps: int = 0  # steps since the last logged row
+    samples: int = 0  # counted by this process
+    real_tokens: int = 0
+    padded_tokens: int = 0
+    elapsed_s: float = 0.0  # training time before the latest resume
+    log: TrainingLog = field(default_factory=TrainingLog)
+    # Losses add up on the device and are read every log_every_steps, so steps never wait on .item().
+    epoch_loss: torch.Tensor = field(default_factory=lambda: torch.zeros(()))
+    interval_loss: torch.Tensor = field(default_factory=lambda: torch.zeros(()))
+
+    def to_checkpoint(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        scalars = {name: getattr(self, name) for name in ("epoch", "steps_in_epoch", "step", "interval_steps",
+                                                           "samples", "real_tokens", "padded_tokens", "elapsed_s")}
+        scalars["log"] = {"steps": self.log.steps, "epochs": self.log.epochs}
+        return scalars, {"epoch_loss": self.epoch_loss.cpu(), "interval_loss": self.interval_loss.cpu()}
+
+    @classmethod
+    def from_checkpoint(cls, loop: dict[str, Any]) -> LoopState:
+        log = TrainingLog([tuple(row) for row in loop["log"]["steps"]], [tuple(row) for row in loop["log"]["epochs"]])
+        scalars = {key: value for key, value in loop.items() if key not in ("log", "tensors")}
+        return cls(**scalars, log=log, **loop["tensors"])
+
+
+def run_params(params: Params, group: ProcessGroup, train_data_sha256: str) -> dict[str, Any]:
+    """What a run's results depend on; a checkpoint made with anything else is not resumed from."""
+    relevant = {f"train.{key}": value for key, value in params.to_dict()["train"].items() if key not in NOT_AFFECTING_RESULTS}
+    return {"model.name": params.model.name, **relevant, "world_size": group.world_size, "training data sha256": train_data_sha256}
+
+
+def chunks(items: Iterable, size: int) -> Iterator[list]:
+    iterator = iter(items)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
+
+
+def run_train_stage(params: Params, tokenized_dir, model_dir, metrics_path, plots_dir, checkpoint_dir=None) -> dict | None:
+    """The train stage's entry point: under torchrun when ``train.processes > 1``, else right here."""
+    if params.train.processes > 1 and not parallel.launched_by_torchrun():
+        parallel.relaunch_with_torchrun(params.train.processes)  # the workers write every output
+        return None
+    return train(params, tokenized_dir, model_dir, metrics_path, plots_dir, checkpoint_dir)
+
+
+def train(params: Params, tokenized_dir: str | Path, model_dir: str | Path, metrics_path: str | Path,
+          plots_dir: str | Path, checkpoint_dir: str | Path | None = None) -> dict | None:
+    """Train in this process, as one of the data-parallel workers if torchrun started it as one.
+
+    Returns the metrics on rank 0 (the one process that writes outputs) and None on the others.
+    """
+    group = parallel.join(params.train.device)
+    try:
+        return _train(params, group, Path(tokenized_dir), Path(model_dir), Path(metrics_path), Path(plots_dir),
+                      Path(checkpoint_dir) if checkpoint_dir else None)
+    finally:
+        parallel.leave(group)
+
+
+def _train(params: Params, group: ProcessGroup, tokenized_dir: Path, model_dir: Path, metrics_path: Path,
+           plots_dir: Path, checkpoint_dir: Path | None) -> dict | None:
+    cfg, device = params.train, group.device
+    set_seed(cfg.seed + group.rank)  # each process its own dropout masks; rank 0's are a lone process's
     meta = read_meta(tokenized_dir)
-    tokenizer = load_tokenizer(params.model.name)
+    tokenizer = load_tokenizer(params.model.name, trust_remote_code=params.model.trust_remote_code)
     check_cache_matches_model(meta, tokenizer, params.model.name)
     train_split, val_split = load_split(tokenized_dir, TRAIN_SPLIT), load_split(tokenized_dir, EVAL_SPLIT)
     pad = meta["pad_token_id"]
+    autocast, scaler = autocast_for(cfg.precision, device), grad_scaler_for(cfg.precision, device)
 
-    model = load_pretrained_classifier(params.model.name, meta["label_names"]).to(device)
-    batches = LengthGroupedBatches(
-        train_split.lengths, cfg.batch_size, shuffle=True, seed=cfg.seed, group_batches=cfg.group_by_length_batches
-    )
+    # The checkpoint, if any, is checked before anything big is loaded, so a damaged one fails fast.
+    checkpoints, found = None, None
+    if checkpoint_dir is not None:
+        train_sha256 = hashlib.sha256((tokenized_dir / f"{TRAIN_SPLIT}.safetensors").read_bytes()).hexdigest()
+        checkpoints = CheckpointFolder(checkpoint_dir, run_params(params, group, train_sha256))
+        if group.is_main:
+            checkpoints.remove_partial()
+        group.barrier()
+        found = checkpoints.resumable()
+
+    model = load_pretrained_classifier(params.model.name, meta["label_names"], params.model.trust_remote_code).to(device)
+    batches = LengthGroupedBatches(train_split.lengths, cfg.batch_size, shuffle=True, seed=cfg.seed,
+                                   group_batches=cfg.group_by_length_batches, num_replicas=group.world_size, rank=group.rank,
+                                   micro_batches=cfg.grad_accum_steps)
     train_loader = BatchLoader(train_split, batches, pad, cfg.pad_to_multiple_of)
-    val_loader = eval_loader(val_split, cfg.batch_size, pad)
+    val_loader = eval_loader(val_split, cfg.batch_size, pad, num_replicas=group.world_size, rank=group.rank)
+    steps_per_epoch = len(train_loader) // cfg.grad_accum_steps
     optimizer = build_optimizer(model, cfg)
-    total_steps = cfg.epochs * len(train_loader)
-    scheduler = get_scheduler(optimizer, cfg, total_steps)
-    autocast = autocast_for(cfg.precision, device)
+    scheduler = get_scheduler(optimizer, cfg, cfg.epochs * steps_per_epoch)
 
-    log = TrainingLog()
-    step, started = 0, time.perf_counter()
-    n_samples = n_real_tokens = n_padded_tokens = 0
-    for epoch in range(1, cfg.epochs + 1):
-        model.train()
+    state = LoopState(epoch_loss=torch.zeros((), device=device), interval_loss=torch.zeros((), device=device))
+    if found is not None:
+        state = LoopState.from_checkpoint(found.restore(model, optimizer, scheduler, scaler, group.rank, device))
+        if group.is_main:
+            print(f"resuming from {found.folder}: epoch {state.epoch}, step {state.step}", file=sys.stderr, flush=True)
+    # Gradients are averaged across processes during backward; the model each process holds stays identical.
+    ddp_model = DistributedDataParallel(model) if group.distributed else model
+
+    def save_checkpoint() -> None:
+        loop, loop_tensors = state.to_checkpoint()
+        loop["elapsed_s"] = state.elapsed_s + time.perf_counter() - started
+        # Every process has its own random numbers, loss sums and counts; rank 0 writes them all.
+        ranks = group.all_gather({"rng": capture_rng(device), "loop": loop, "loop_tensors": loop_tensors})
+        if group.is_main:
+            saved = checkpoints.save(state.step, model, optimizer, scheduler, scaler, ranks)
+            print(f"checkpoint: step {state.step} saved to {saved}", file=sys.stderr, flush=True)
+
+    started = time.perf_counter()
+    for epoch in range(state.epoch, cfg.epochs + 1):
+        ddp_model.train()
         batches.set_epoch(epoch)
-        # Losses add up on the device and are read every log_every_steps, so steps never wait on .item().
-        epoch_loss = torch.zeros((), device=device)
-        interval_loss, interval_steps = torch.zeros((), device=device), 0
-        progress = tqdm(train_loader, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", file=sys.stderr,
+        micro_batches = train_loader.with_indices(start=state.steps_in_epoch * cfg.grad_accum_steps)
+        progress = tqdm(chunks(micro_batches, cfg.grad_accum_steps), desc=f"epoch {epoch}/{cfg.epochs}", unit="step",
+                        total=steps_per_epoch, initial=state.steps_in_epoch, file=sys.stderr, disable=not group.is_main,
                         mininterval=0.5 if sys.stderr.isatty() else 60, dynamic_ncols=True)
-        for batch in progress:
-            n_samples += len(batch["labels"])
-            n_real_tokens += int(batch["attention_mask"].sum())
-            n_padded_tokens += batch["attention_mask"].numel()
-            batch = {name: tensor.to(device, non_blocking=True) for name, tensor in batch.items()}
+        for step_batches in progress:
+            step_batches = [batch for _, batch in step_batches]
+            for batch in step_batches:
+                state.samples += len(batch["labels"])
+                state.real_tokens += int(batch["attention_mask"].sum())
+                state.padded_tokens += batch["attention_mask"].numel()
+            step_batches = [{name: tensor.to(device, non_blocking=True) for name, tensor in batch.items()} for batch in step_batches]
 
-            loss = train_step(model, batch, optimizer, scheduler, autocast, cfg.max_grad_norm)
+            loss = train_step(ddp_model, step_batches, optimizer, scheduler, autocast, scaler, cfg.max_grad_norm)
 
-            step += 1
-            epoch_loss += loss.detach().float()
-            interval_loss += loss.detach().float()
-            interval_steps += 1
-            if step % cfg.log_every_steps == 0 or step == epoch * len(train_loader):
-                mean_loss = interval_loss.item() / interval_steps
-                interval_loss.zero_()
-                interval_steps = 0
+            state.step += 1
+            state.steps_in_epoch += 1
+            state.epoch_loss += loss
+            state.interval_loss += loss
+            state.interval_steps += 1
+            end_of_epoch = state.steps_in_epoch == steps_per_epoch
+            if state.step % cfg.log_every_steps == 0 or end_of_epoch:
+                mean_loss = group.mean(state.interval_loss).item() / state.interval_steps
+                state.interval_loss.zero_()
+                state.interval_steps = 0
                 lr = scheduler.get_last_lr()[0]
-                log.steps.append((step, epoch, mean_loss, lr))
-                speed = n_samples / (time.perf_counter() - started)
+                state.log.steps.append((state.step, epoch, mean_loss, lr))
+                speed = state.samples * group.world_size / (state.elapsed_s + time.perf_counter() - started)
                 progress.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{lr:.2e}", samples_s=f"{speed:.0f}", refresh=False)
+            # The end of an epoch gets its checkpoint after validation, below.
+            if checkpoints and cfg.checkpoint_every_steps and state.step % cfg.checkpoint_every_steps == 0 and not end_of_epoch:
+                save_checkpoint()
+        progress.close()
 
-        train_loss = epoch_loss.item() / len(train_loader)
-        val = score(predict(model, val_loader, device), n_classes=len(meta["label_names"]))
-        log.epochs.append((epoch, step, train_loss, val["loss"], val["accuracy"]))
-        print(f"epoch {epoch}/{cfg.epochs}: train loss {train_loss:.4f}, validation loss {val['loss']:.4f}, "
-              f"accuracy {val['accuracy']:.4f}, {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+        train_loss = group.mean(state.epoch_loss).item() / steps_per_epoch
+        if group.is_main:
+            print(f"epoch {epoch}/{cfg.epochs}: validating on {len(val_split)} sentences", file=sys.stderr, flush=True)
+        # Each process predicts its share of the sentences; every process receives all predictions.
+        predictions = predict(model, val_loader, device, gather=group.all_gather)
+        if group.is_main:
+            val = score(predictions, n_classes=len(meta["label_names"]))
+            state.log.epochs.append((epoch, state.step, train_loss, val["loss"], val["accuracy"]))
+            print(f"epoch {epoch}/{cfg.epochs}: train loss {train_loss:.4f}, validation loss {val['loss']:.4f}, "
+                  f"accuracy {val['accuracy']:.4f}, {state.elapsed_s + time.perf_counter() - started:.0f} s",
+                  file=sys.stderr, flush=True)
+        state.epoch, state.steps_in_epoch = epoch + 1, 0
+        state.epoch_loss.zero_()
+        if checkpoints:
+            save_checkpoint()
 
-    runtime = time.perf_counter() - started
+    runtime = state.elapsed_s + time.perf_counter() - started
+    counts = torch.tensor([state.samples, state.real_tokens, state.padded_tokens], dtype=torch.float64)
+    samples, real_tokens, padded_tokens = (int(total) for total in sum(group.all_gather(counts)))
+    if not group.is_main:
+        return None
     save_finetuned(model.cpu(), tokenizer, model_dir)
-    plots_dir = Path(plots_dir)
-    log.write(plots_dir)
+    state.log.write(plots_dir)
+    last = state.log.epochs[-1]
     metrics = {
         "epochs": cfg.epochs,
-        "steps": step,
-        "train_loss": round(log.epochs[-1][2], 6),
-        "val_loss": round(log.epochs[-1][3], 6),
-        "val_accuracy": round(log.epochs[-1][4], 6),
+        "steps": state.step,
+        "train_loss": round(last[2], 6),
+        "val_loss": round(last[3], 6),
+        "val_accuracy": round(last[4], 6),
         "train_runtime_s": round(runtime, 1),
-        "train_samples_per_s": round(n_samples / runtime, 1),
-        "padding_fraction": round(1 - n_real_tokens / n_padded_tokens, 4),
+        "train_samples_per_s": round(samples / runtime, 1),
+        "padding_fraction": round(1 - real_tokens / padded_tokens, 4),
     }
     write_json_atomic(metrics_path, metrics)
+    if checkpoints:
+        checkpoints.finish(state.step)
     return metrics
 
 

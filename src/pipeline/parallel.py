@@ -1,0 +1,102 @@
+"""Where training runs: the device, and data parallelism across processes with ``torch.distributed``.
+
+One process is the default. With ``train.processes > 1`` the train stage relaunches itself under
+``torchrun`` (``torch.distributed.run``), which starts one worker per process and gives each its rank
+in environment variables; on several machines, start the stage under ``torchrun`` yourself (see
+README) and it uses the ranks it is given. Workers talk over gloo on CPU and NCCL on GPUs.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from pipeline.errors import PipelineError
+
+
+def pick_device(preference: str = "auto", local_rank: int = 0) -> torch.device:
+    """``auto``: the GPU if there is one, else the CPU. Each process on a machine gets its own GPU."""
+    if preference == "cuda" and not torch.cuda.is_available():
+        raise PipelineError("train.device=cuda but no CUDA GPU is visible (use train.device=auto or cpu)")
+    if preference == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", local_rank % torch.cuda.device_count())
+
+
+def launched_by_torchrun() -> bool:
+    return "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def relaunch_with_torchrun(processes: int) -> None:
+    """Run this very command again as ``processes`` workers on this machine, through ``torchrun``."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import main as torchrun
+
+    # --standalone: a rendezvous on a free local port, so runs side by side never collide.
+    argv = ["--standalone", f"--nproc-per-node={processes}", sys.argv[0], *sys.argv[1:]]
+    try:
+        torchrun(argv)
+    except ChildFailedError:
+        raise PipelineError(f"a training process failed (its error is printed above); {processes} were started "
+                            f"by torchrun because train.processes={processes}") from None
+
+
+@dataclass(frozen=True)
+class ProcessGroup:
+    """This process's place among the data-parallel workers (rank 0 of 1 when not distributed)."""
+
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 alone writes files, logs and prints, so every side effect happens once."""
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    def all_gather(self, obj: Any) -> list[Any]:
+        """Every rank's ``obj``, in rank order, on every rank."""
+        if not self.distributed:
+            return [obj]
+        gathered: list[Any] = [None] * self.world_size
+        dist.all_gather_object(gathered, obj)
+        return gathered
+
+    def mean(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The mean of ``tensor`` over all ranks (``tensor`` itself when alone)."""
+        if not self.distributed:
+            return tensor
+        total = tensor.detach().clone()
+        dist.all_reduce(total)
+        return total / self.world_size
+
+    def barrier(self) -> None:
+        if self.distributed:
+            dist.barrier()
+
+
+def join(device_preference: str) -> ProcessGroup:
+    """Join the process group torchrun set up, or stand alone; pick this process's device."""
+    if not launched_by_torchrun() or int(os.environ["WORLD_SIZE"]) == 1:
+        return ProcessGroup(device=pick_device(device_preference))
+    local_rank = int(os.environ["LOCAL_RANK"])
+    device = pick_device(device_preference, local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", device_id=device if device.type == "cuda" else None)
+    return ProcessGroup(rank=dist.get_rank(), local_rank=local_rank, world_size=dist.get_world_size(), device=device)
+
+
+def leave(group: ProcessGroup) -> None:
+    if group.distributed and dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,55 @@
+"""Run the real train stage and SIGKILL it at a chosen point, as a preemption or a power cut would.
+
+    python tests/helpers/kill_train_stage.py POINT N [train stage arguments...]
+
+POINT is where the process dies, the N-th time it gets there:
+  step        before an optimizer step (mid-epoch: the steps since the last checkpoint are lost)
+  checkpoint  right after a checkpoint was saved
+  validation  while validating at the end of an epoch
+  checkpoint-write  while a checkpoint is half written (N counts safetensors files written)
+  model-save  while the final model is being saved
+"""
+
+import os
+import runpy
+import signal
+import sys
+from pathlib import Path
+
+import pipeline.checkpoint as checkpoint
+import pipeline.training as training
+
+point, n = sys.argv[1], int(sys.argv[2])
+calls = 0
+
+
+def kill_on_nth_call(function, after: bool = False):
+    def wrapper(*args, **kwargs):
+        global calls
+        calls += 1
+        if calls == n and not after:
+            os.kill(os.getpid(), signal.SIGKILL)
+        result = function(*args, **kwargs)
+        if calls == n and after:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return result
+
+    return wrapper
+
+
+if point == "step":
+    training.train_step = kill_on_nth_call(training.train_step)
+elif point == "checkpoint":
+    checkpoint.CheckpointFolder.save = kill_on_nth_call(checkpoint.CheckpointFolder.save, after=True)
+elif point == "validation":
+    training.predict = kill_on_nth_call(training.predict)
+elif point == "checkpoint-write":
+    checkpoint.save_file = kill_on_nth_call(checkpoint.save_file)
+elif point == "model-save":
+    training.save_finetuned = kill_on_nth_call(training.save_finetuned)
+else:
+    sys.exit(f"unknown kill point {point!r}")
+
+stage = Path(__file__).resolve().parents[2] / "stages" / "train_model.py"
+sys.argv = [str(stage), *sys.argv[3:]]
+runpy.run_path(str(stage), run_name="__main__")

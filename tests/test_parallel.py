@@ -1,0 +1,170 @@
+"""Data parallelism on CPU (gloo): the real train stage with ``train.processes: 2``, started by torchrun.
+
+Two processes with batch 4 each must train like one process with batch 8: the same examples in every
+optimizer step, gradients averaged. The model has no dropout, so nothing random tells the runs
+apart and they agree to float rounding: the order in which gloo and a single process add up
+gradients differs, which moves losses and weights by ~1e-7; the tolerance is 1e-5.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from conftest import PROJECT_ROOT, save_tiny_model
+from pipeline.batching import BatchLoader, LengthGroupedBatches
+from pipeline.config import DataConfig, ModelConfig, Params, TokenizeConfig, TrainConfig
+from pipeline.data import download
+from pipeline.evaluation import predict
+from pipeline.tokenization import load_split, tokenize
+from pipeline.training import train
+
+STAGE = PROJECT_ROOT / "stages" / "train_model.py"
+TOLERANCE = 1e-5
+TRAIN = {"seed": 3, "epochs": 2, "lr": 1e-3, "precision": "fp32", "group_by_length_batches": 4, "log_every_steps": 2,
+         "checkpoint_every_steps": 3}
+
+
+@pytest.fixture(scope="module")
+def setup(glue_dir, tokenizer, tmp_path_factory):
+    root = tmp_path_factory.mktemp("parallel")
+    model = save_tiny_model(root / "model", tokenizer, dropout=0.0)
+    download(DataConfig(path=str(glue_dir), config=None), root / "raw")
+    tokenize(ModelConfig(name=str(model)), TokenizeConfig(max_length=32), root / "raw", root / "tok")
+    return model, root / "tok"
+
+
+def start_train(folder: Path, setup, **train) -> subprocess.Popen:
+    model, tokenized = setup
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "params.yaml").write_text(yaml.safe_dump({"model": {"name": str(model)}, "train": {**TRAIN, **train}}))
+    command = [sys.executable, str(STAGE), "--params", "params.yaml", "--tokenized", str(tokenized), "--model-out", "model",
+               "--metrics", "train.json", "--plots", ".", "--checkpoints", "checkpoints"]
+    return subprocess.Popen(command, cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT / "src")})
+
+
+def run_train(folder: Path, setup, **train) -> tuple[int, str, str]:
+    process = start_train(folder, setup, **train)
+    stdout, stderr = process.communicate(timeout=300)
+    return process.returncode, stdout, stderr
+
+
+def kill_with_workers(pid: int) -> None:
+    """SIGKILL a process and all its descendants at once, as losing the machine would.
+
+    torchrun starts each worker in a session of its own, so killing torchrun's process group alone
+    would leave the workers running.
+    """
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    family, todo = [], [pid]
+    while todo:
+        family.append(todo.pop())
+        todo.extend(children.get(family[-1], []))
+    for member in family:
+        try:
+            os.kill(member, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def steps_csv(folder: Path) -> np.ndarray:
+    return np.loadtxt(folder / "train_steps.csv", delimiter=",", skiprows=1)
+
+
+@pytest.fixture(scope="module")
+def runs(setup, tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    one = run_train(root / "one", setup, batch_size=8)
+    two = run_train(root / "two", setup, batch_size=4, processes=2)
+    assert one[0] == 0, one[2]
+    assert two[0] == 0, two[2]
+    return root / "one", root / "two", two
+
+
+def test_two_processes_train_like_one_with_the_same_global_batch(runs):
+    one, two, _ = runs
+    a, b = steps_csv(one), steps_csv(two)
+    assert a.shape == b.shape == (8, 4)  # 64 sentences / global batch 8 = 8 steps per epoch, a row every 2
+    assert np.array_equal(a[:, [0, 1, 3]], b[:, [0, 1, 3]])  # step, epoch, learning rate
+    assert np.abs(a[:, 2] - b[:, 2]).max() <= TOLERANCE  # loss
+    metrics_one, metrics_two = json.loads((one / "train.json").read_text()), json.loads((two / "train.json").read_text())
+    assert metrics_one["steps"] == metrics_two["steps"] == 16
+    # Validation is shared out between the processes; every sentence is scored exactly once.
+    assert metrics_one["val_accuracy"] == metrics_two["val_accuracy"]
+    assert abs(metrics_one["val_loss"] - metrics_two["val_loss"]) <= TOLERANCE
+    weights_one, weights_two = load_file(one / "model" / "model.safetensors"), load_file(two / "model" / "model.safetensors")
+    assert weights_one.keys() == weights_two.keys()
+    assert max((weights_one[k] - weights_two[k]).abs().max().item() for k in weights_one) <= TOLERANCE
+
+
+def test_only_rank_zero_writes_and_reports(runs):
+    _, two, (_, stdout, stderr) = runs
+    assert stdout.count('"val_accuracy"') == 1  # the stage's result, printed once
+    for line in ["epoch 1/2: validating on 24 sentences", "epoch 2/2: train loss", "checkpoint: step 3 saved"]:
+        assert stderr.count(line) == 1, line
+    assert sorted(p.name for p in two.iterdir()) == [
+        "checkpoints", "model", "params.yaml", "train.json", "train_epochs.csv", "train_steps.csv"]
+    assert sorted(p.name for p in (two / "checkpoints").iterdir()) == ["finished.json"]
+
+
+def test_a_killed_two_process_run_resumes_to_the_same_results(runs, setup, tmp_path):
+    _, two, _ = runs
+    process = start_train(tmp_path, setup, batch_size=4, processes=2)
+    for line in process.stderr:
+        if "checkpoint: step 9 saved" in line:  # early in epoch 2
+            kill_with_workers(process.pid)
+            break
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+    assert not (tmp_path / "train.json").exists()
+
+    code, _, stderr = run_train(tmp_path, setup, batch_size=4, processes=2)
+    assert code == 0, stderr
+    assert "resuming from checkpoints/step-" in stderr
+    assert (tmp_path / "model" / "model.safetensors").read_bytes() == (two / "model" / "model.safetensors").read_bytes()
+    assert (tmp_path / "train_steps.csv").read_text() == (two / "train_steps.csv").read_text()
+
+
+def test_gradient_accumulation_trains_like_a_bigger_batch(setup, tmp_path):
+    model, tokenized = setup
+    big = train(Params(model=ModelConfig(name=str(model)), train=TrainConfig(**TRAIN, batch_size=8)),
+                tokenized, tmp_path / "big", tmp_path / "big.json", tmp_path / "big")
+    accumulated = train(Params(model=ModelConfig(name=str(model)), train=TrainConfig(**TRAIN, batch_size=4, grad_accum_steps=2)),
+                        tokenized, tmp_path / "acc", tmp_path / "acc.json", tmp_path / "acc")
+    assert big["steps"] == accumulated["steps"] == 16
+    assert np.abs(steps_csv(tmp_path / "big")[:, 2] - steps_csv(tmp_path / "acc")[:, 2]).max() <= TOLERANCE
+    a, b = load_file(tmp_path / "big" / "model.safetensors"), load_file(tmp_path / "acc" / "model.safetensors")
+    assert max((a[k] - b[k]).abs().max().item() for k in a) <= TOLERANCE
+
+
+def test_predictions_gathered_from_processes_count_every_example_exactly_once(setup):
+    from transformers import AutoModelForSequenceClassification
+
+    model_dir, tokenized = setup
+    split = load_split(tokenized, "validation")
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=2)
+    cpu = torch.device("cpu")
+    whole = predict(model, BatchLoader(split, LengthGroupedBatches(split.lengths, 5, shuffle=False), 0), cpu)
+    shares = [BatchLoader(split, LengthGroupedBatches(split.lengths, 5, shuffle=False, num_replicas=2, rank=r), 0) for r in range(2)]
+    own = []
+    for loader in shares:  # what each process would contribute
+        with pytest.raises(RuntimeError, match="exactly once"):
+            predict(model, loader, cpu, gather=lambda share: own.append(share) or [share])
+    both = predict(model, shares[0], cpu, gather=lambda share: [share, own[1]])
+    assert torch.allclose(both.logits, whole.logits, atol=1e-6) and both.loss == pytest.approx(whole.loss, abs=1e-6)
+    with pytest.raises(RuntimeError, match="exactly once"):
+        predict(model, shares[0], cpu, gather=lambda share: [share, share])

@@ -1,0 +1,109 @@
+"""Kill the real train stage with SIGKILL at chosen points, run it again, and get what an uninterrupted run gets.
+
+"The same" means: byte-identical model weights, identical loss/accuracy CSVs, identical
+``train.json`` except its two wall-clock fields (``train_runtime_s``, ``train_samples_per_s``).
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import PROJECT_ROOT
+from pipeline.config import DataConfig, ModelConfig, TokenizeConfig
+from pipeline.data import download
+from pipeline.tokenization import tokenize
+
+KILLER = PROJECT_ROOT / "tests" / "helpers" / "kill_train_stage.py"
+STAGE = PROJECT_ROOT / "stages" / "train_model.py"
+TIMING = {"train_runtime_s", "train_samples_per_s"}
+# 64 sentences, batch 8: 8 steps per epoch, 24 in all; a checkpoint every 3 steps and after each epoch.
+TRAIN = {"seed": 7, "epochs": 3, "batch_size": 8, "lr": 1e-3, "precision": "fp32", "group_by_length_batches": 4,
+         "log_every_steps": 2, "checkpoint_every_steps": 3}
+
+
+@pytest.fixture(scope="module")
+def tokenized(glue_dir, tiny_bert, tmp_path_factory):
+    root = tmp_path_factory.mktemp("resume-data")
+    download(DataConfig(path=str(glue_dir), config=None), root / "raw")
+    tokenize(ModelConfig(name=str(tiny_bert)), TokenizeConfig(max_length=32), root / "raw", root / "tok")
+    return root / "tok"
+
+
+def write_params(folder: Path, model: Path, **train) -> Path:
+    path = folder / "params.yaml"
+    path.write_text(yaml.safe_dump({"model": {"name": str(model)}, "train": {**TRAIN, **train}}))
+    return path
+
+
+def run_train(folder: Path, tokenized: Path, params: Path, kill_at: tuple[str, int] | None = None) -> subprocess.CompletedProcess:
+    entry = [str(KILLER), kill_at[0], str(kill_at[1])] if kill_at else [str(STAGE)]
+    command = [sys.executable, *entry, "--params", str(params), "--tokenized", str(tokenized),
+               "--model-out", str(folder / "model"), "--metrics", str(folder / "train.json"),
+               "--plots", str(folder), "--checkpoints", str(folder / "checkpoints")]
+    return subprocess.run(command, capture_output=True, text=True, cwd=folder, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT / "src")})
+
+
+def results(folder: Path) -> dict:
+    metrics = json.loads((folder / "train.json").read_text())
+    return {
+        "weights": (folder / "model" / "model.safetensors").read_bytes(),
+        "metrics": {k: v for k, v in metrics.items() if k not in TIMING},
+        "steps.csv": (folder / "train_steps.csv").read_text(),
+        "epochs.csv": (folder / "train_epochs.csv").read_text(),
+    }
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tokenized, tiny_bert, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("uninterrupted")
+    done = run_train(folder, tokenized, write_params(folder, tiny_bert))
+    assert done.returncode == 0, done.stderr
+    return results(folder)
+
+
+@pytest.mark.parametrize("kill_at", [
+    ("step", 5),              # mid-epoch 1, two steps after the checkpoint at step 3
+    ("checkpoint", 3),        # right after the checkpoint at the end of epoch 1 (steps 3, 6, then epoch end)
+    ("validation", 2),        # while validating epoch 2
+    ("checkpoint-write", 9),  # half-way through writing the 5th checkpoint
+    ("step", 23),             # in the last epoch
+    ("model-save", 1),        # after the last step, while saving the model
+], ids=lambda k: f"{k[0]}-{k[1]}")
+def test_a_killed_run_resumes_to_the_same_results(kill_at, tokenized, tiny_bert, uninterrupted, tmp_path):
+    params = write_params(tmp_path, tiny_bert)
+    killed = run_train(tmp_path, tokenized, params, kill_at=kill_at)
+    assert killed.returncode == -9, killed.stderr
+    assert not (tmp_path / "train.json").exists()
+
+    resumed = run_train(tmp_path, tokenized, params)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming from" in resumed.stderr
+    assert results(tmp_path) == uninterrupted
+    # A finished run supersedes its checkpoints: nothing piles up.
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["finished.json"]
+
+
+def test_a_checkpoint_from_other_params_is_not_resumed(tokenized, tiny_bert, tmp_path):
+    killed = run_train(tmp_path, tokenized, write_params(tmp_path, tiny_bert), kill_at=("step", 5))
+    assert killed.returncode == -9
+    changed = run_train(tmp_path, tokenized, write_params(tmp_path, tiny_bert, lr=2e-3))
+    assert changed.returncode == 0, changed.stderr
+    assert "not resuming from" in changed.stderr and "train.lr was 0.001, now 0.002; training starts over" in changed.stderr
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    assert run_train(fresh, tokenized, write_params(fresh, tiny_bert, lr=2e-3)).returncode == 0
+    assert results(tmp_path) == results(fresh)
+
+
+def test_checkpointing_changes_nothing_and_its_interval_does_not_block_resuming(tokenized, tiny_bert, uninterrupted, tmp_path):
+    killed = run_train(tmp_path, tokenized, write_params(tmp_path, tiny_bert), kill_at=("step", 8))
+    assert killed.returncode == -9
+    resumed = run_train(tmp_path, tokenized, write_params(tmp_path, tiny_bert, checkpoint_every_steps=0))
+    assert resumed.returncode == 0 and "resuming from" in resumed.stderr
+    assert results(tmp_path) == uninterrupted
