@@ -1,0 +1,507 @@
+"""The README's "Bad input" table, row by row.
+
+Each row names a bad input, the stage that meets it, the start of the one-line error and the exit
+status. The rows are read from README.md itself, so the table and these cases cannot drift apart:
+a row without a case, or a case without a row, fails :func:`test_every_readme_row_has_a_case`.
+
+Every case builds its bad input in a fresh project folder that already holds earlier outputs of
+the stage, runs the stage, and checks that it ends with that one line and that not a byte of the
+folder changed (no output replaced, no half-written or temporary file left behind).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import re
+import runpy
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import PROJECT_ROOT, write_glue_like
+
+README = PROJECT_ROOT / "README.md"
+START, END = "<!-- bad-input:start -->", "<!-- bad-input:end -->"
+COLUMNS = ["Case", "Bad input", "Stage", "What you get", "Exit"]
+
+SCRIPTS = {"download": "download_data.py", "tokenize": "tokenize_data.py", "train": "train_model.py",
+           "evaluate": "evaluate_model.py"}
+# What each stage writes with its default arguments (dvc.yaml's outs): a failed run must leave these alone.
+OUTPUTS = {
+    "download": ["data/raw/train.parquet", "data/raw/validation.parquet", "data/raw/test.parquet", "data/raw/info.json"],
+    "tokenize": ["data/tokenized/train.safetensors", "data/tokenized/validation.safetensors", "data/tokenized/meta.json"],
+    "train": ["models/classifier/config.json", "models/classifier/model.safetensors", "metrics/train.json",
+              "metrics/train_steps.csv", "metrics/train_epochs.csv"],
+    "evaluate": ["metrics/eval.json", "metrics/confusion.csv"],
+}
+# Most rows run in-process (a new interpreter costs seconds of imports); these few run the stage
+# script in a real process, to show that the entry points behave the same.
+IN_A_REAL_PROCESS = {"params-not-yaml", "data-label-outside-classes", "model-unknown-offline"}
+# These fail after training has started, so progress lines come first; the error is the last line.
+AFTER_TRAINING_STARTED = {"disk-full-checkpoint"}
+
+
+@dataclass(frozen=True)
+class Row:
+    case: str
+    bad_input: str
+    stage: str
+    message: str  # a fragment of the error line (its start or its key part), without "error: "
+    exit: int
+
+
+def readme_rows() -> list[Row]:
+    text = README.read_text(encoding="utf-8")
+    assert START in text and END in text, f"README.md lacks the {START} … {END} table"
+    lines = [line.strip() for line in text[text.index(START) + len(START):text.index(END)].splitlines()]
+    header, rule, *body = [line for line in lines if line.startswith("|")]
+    assert _cells(header) == COLUMNS
+    assert set(rule) <= set("|-: ")
+    rows = []
+    for line in body:
+        case, bad_input, stage, message, status = _cells(line)
+        rows.append(Row(_code(case), bad_input, stage, _code(message), int(status)))
+    return rows
+
+
+def _cells(line: str) -> list[str]:
+    return [cell.strip() for cell in re.split(r"(?<!\\)\|", line.strip().strip("|"))]
+
+
+def _code(cell: str) -> str:
+    match = re.fullmatch(r"`([^`]+)`", cell)
+    assert match, f"expected one `code` span, got {cell!r}"
+    return match.group(1)
+
+
+ROWS = readme_rows()
+
+
+# -- the project folder each case runs in ----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory, glue_dir, tiny_bert) -> Path:
+    """Real download and tokenize outputs of the tiny data with the tiny model, named as in a project."""
+    from pipeline.config import DataConfig, ModelConfig, TokenizeConfig
+    from pipeline.data import download
+    from pipeline.tokenization import tokenize
+
+    root = tmp_path_factory.mktemp("prepared")
+    shutil.copytree(tiny_bert, root / "tiny-bert")
+    with contextlib.chdir(root):  # the cache records the model name as the stage was given it
+        download(DataConfig(path=str(glue_dir), config=None), "data/raw")
+        tokenize(ModelConfig(name="./tiny-bert"), TokenizeConfig(max_length=32), "data/raw", "data/tokenized")
+    return root
+
+
+class Project:
+    """A project folder: params.yaml, inputs, and earlier outputs of the stage under test."""
+
+    BASE_PARAMS = {
+        "data": {"path": "./sst2", "config": None},
+        "model": {"name": "./tiny-bert"},
+        "tokenize": {"max_length": 32},
+        "train": {"epochs": 1, "batch_size": 16, "precision": "fp32"},
+    }
+
+    def __init__(self, root: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch):
+        self.root = root
+        self.request = request
+        self.monkeypatch = monkeypatch  # undone after the case: patches for simulated failures
+        root.mkdir()
+        self.params()
+
+    def params(self, changes: dict | None = None, text: str | bytes | None = None) -> None:
+        """Write params.yaml: the base parameters with ``changes`` merged in, or ``text`` as it is."""
+        if text is None:
+            merged = {section: dict(values) for section, values in self.BASE_PARAMS.items()}
+            for section, values in (changes or {}).items():
+                merged.setdefault(section, {}).update(values)
+            text = yaml.safe_dump(merged, sort_keys=False)
+        (self.root / "params.yaml").write_bytes(text.encode("utf-8") if isinstance(text, str) else text)
+
+    def dataset(self, **kwargs) -> Path:
+        """The tiny SST-2-like folder at ./sst2 (see conftest.write_glue_like for the options)."""
+        return write_glue_like(self.root / "sst2", **kwargs)
+
+    def model(self) -> None:
+        shutil.copytree(self.request.getfixturevalue("tiny_bert"), self.root / "tiny-bert")
+
+    def copy_prepared(self, *names: str) -> None:
+        """Copy the real outputs of earlier stages (``data/raw``, ``data/tokenized``) into the project."""
+        prepared = self.request.getfixturevalue("prepared")
+        for name in names:
+            shutil.copytree(prepared / name, self.root / name)
+
+    def earlier_outputs(self, stage: str) -> None:
+        for name in OUTPUTS[stage]:
+            if not (self.root / name).exists():  # a case may have put a real one there
+                (self.root / name).parent.mkdir(parents=True, exist_ok=True)
+                (self.root / name).write_bytes(f"earlier output of the {stage} stage: {name}\n".encode())
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """Every file and folder under ``root``, hidden ones included, with a hash of each file's bytes."""
+    return {str(path.relative_to(root)): "folder" if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(root.rglob("*"))}
+
+
+# -- the cases, one per README row -----------------------------------------------------------------
+
+Case = Callable[[Project], None]
+CASES: dict[str, Case] = {}
+
+
+def case(case_id: str) -> Callable[[Case], Case]:
+    def register(build: Case) -> Case:
+        assert case_id not in CASES, f"two cases named {case_id}"
+        CASES[case_id] = build
+        return build
+
+    return register
+
+
+@case("params-not-yaml")
+def _(project):
+    project.params(text="train:\n  lr: [1e-4\n  epochs: 3\n")
+
+
+@case("params-missing")
+def _(project):
+    (project.root / "params.yaml").unlink()
+
+
+@case("params-not-utf8")
+def _(project):
+    project.params(text="model:\n  name: caf\xe9\n".encode("latin-1"))
+
+
+@case("params-not-a-mapping")
+def _(project):
+    project.params(text="- train\n- lr: 1e-4\n")
+
+
+@case("params-section-not-a-mapping")
+def _(project):
+    project.params(text="train: 3\n")
+
+
+@case("params-unknown-key")
+def _(project):
+    project.params({"train": {"epoch": 2}})
+
+
+@case("params-wrong-type")
+def _(project):
+    project.params({"train": {"epochs": "two"}})
+
+
+@case("params-bool-for-int")
+def _(project):
+    project.params({"train": {"batch_size": True}})
+
+
+@case("params-lr-zero")
+def _(project):
+    project.params({"train": {"lr": 0}})
+
+
+@case("params-warmup-out-of-range")
+def _(project):
+    project.params({"train": {"warmup_ratio": 1.5}})
+
+
+@case("params-seed-negative")
+def _(project):
+    project.params({"train": {"seed": -1}})
+
+
+@case("data-folder-missing")
+def _(project):
+    project.params({"data": {"path": "./no-such-folder"}})
+
+
+@case("data-hub-unknown-offline")
+def _(project):
+    project.params({"data": {"path": "no-such-owner/no-such-dataset", "config": None}})
+
+
+@case("data-missing-column")
+def _(project):
+    import datasets
+
+    features = datasets.Features({"text": datasets.Value("string"), "label": datasets.Value("int64")})
+    rows = {split: {"text": ["good", "bad"], "label": [1, 0]} for split in ("train", "validation", "test")}
+    project.dataset(features=features, rows=rows)
+
+
+@case("data-no-validation-split")
+def _(project):
+    folder = project.dataset()
+    (folder / "validation.parquet").unlink()
+
+
+@case("data-label-outside-classes")
+def _(project):
+    import datasets
+
+    # Plain integer labels: the classes are those seen in train (0 and 1), which a ClassLabel would not let 7 into.
+    features = datasets.Features({"sentence": datasets.Value("string"), "label": datasets.Value("int64"),
+                                  "idx": datasets.Value("int32")})
+    project.dataset(rows={"validation": {"sentence": ["good", "odd"], "label": [1, 7], "idx": [0, 1]}}, features=features)
+
+
+@case("data-empty-split")
+def _(project):
+    project.dataset(n_validation=0)
+
+
+@case("data-not-utf8")
+def _(project):
+    folder = project.root / "sst2"
+    folder.mkdir()
+    (folder / "train.csv").write_bytes("sentence,label\na good film,1\na caf\xe9 scene,1\n".encode("latin-1"))
+    (folder / "validation.csv").write_bytes(b"sentence,label\nwarm and funny,1\na dull mess,0\n")
+
+
+@case("data-bytes-not-utf8")
+def _(project):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = project.root / "sst2"
+    folder.mkdir()
+    for split in ("train", "validation"):
+        sentences = pa.array([b"a good film", "a caf\xe9 scene".encode("latin-1")], pa.binary())
+        pq.write_table(pa.table({"sentence": sentences, "label": [1, 1]}), folder / f"{split}.parquet")
+
+
+@case("data-empty-text")
+def _(project):
+    project.dataset(rows={"train": {"sentence": ["a good film", "  "], "label": [1, 0], "idx": [0, 1]}})
+
+
+@case("tokenize-before-download")
+def _(project):
+    project.model()
+
+
+@case("model-unknown-offline")
+def _(project):
+    project.copy_prepared("data/raw")
+    project.params({"model": {"name": "no-such-owner/no-such-model"}})
+
+
+@case("model-folder-missing")
+def _(project):
+    project.copy_prepared("data/raw")
+    project.params({"model": {"name": "./no-such-model"}})
+
+
+@case("model-folder-not-a-model")
+def _(project):
+    project.copy_prepared("data/raw")
+    (project.root / "my-model").mkdir()
+    (project.root / "my-model" / "pytorch_model.bin").write_bytes(b"weights without their config.json")
+    project.params({"model": {"name": "./my-model"}})
+
+
+@case("max-length-over-model-limit")
+def _(project):
+    project.copy_prepared("data/raw")
+    project.model()
+    project.params({"tokenize": {"max_length": 512}})  # the tiny model has 64 positions
+
+
+@case("cache-other-tokenizer")
+def _(project):
+    from transformers import AutoTokenizer
+
+    project.copy_prepared("data/tokenized")  # made with ./tiny-bert's tokenizer
+    project.model()
+    other = project.root / "other-model"
+    shutil.copytree(project.root / "tiny-bert", other)
+    tokenizer = AutoTokenizer.from_pretrained(other)
+    tokenizer.add_tokens(["moviegoer"])  # one more token: another vocabulary, another fingerprint
+    tokenizer.save_pretrained(other)
+    project.params({"model": {"name": "./other-model"}})
+
+
+@case("evaluate-before-train")
+def _(project):
+    project.copy_prepared("data/tokenized")
+
+
+def _save_file_that_stops_halfway(error: Callable[[str], BaseException]):
+    """A stand-in for safetensors' save_file that writes part of its file, then fails with ``error(filename)``."""
+
+    def save_file(tensors, filename, metadata=None):
+        Path(filename).write_bytes(b"\0" * 4096)
+        raise error(str(filename))
+
+    return save_file
+
+
+@case("disk-full-tokenize")
+def _(project):
+    import pipeline.tokenization
+
+    project.copy_prepared("data/raw")
+    project.model()
+    full = _save_file_that_stops_halfway(lambda filename: OSError(errno.ENOSPC, "No space left on device", filename))
+    project.monkeypatch.setattr(pipeline.tokenization, "save_file", full)
+
+
+@case("disk-full-safetensors")
+def _(project):
+    import pipeline.tokenization
+    from safetensors import SafetensorError
+
+    project.copy_prepared("data/raw")
+    project.model()
+    # What safetensors really raises on a full disk: its own error type, the errno only in the text.
+    full = _save_file_that_stops_halfway(
+        lambda filename: SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)"))
+    project.monkeypatch.setattr(pipeline.tokenization, "save_file", full)
+
+
+@case("disk-full-download")
+def _(project):
+    import datasets
+
+    project.dataset()
+
+    def to_parquet(self, path, *args, **kwargs):
+        Path(path).write_bytes(b"PAR1" + b"\0" * 4096)
+        # pyarrow's own wording, with the errno but no file name
+        raise OSError(errno.ENOSPC, "Error writing bytes to file. Detail: [errno 28] No space left on device")
+
+    project.monkeypatch.setattr(datasets.Dataset, "to_parquet", to_parquet)
+
+
+@case("interrupted")
+def _(project):
+    import pipeline.tokenization
+
+    project.copy_prepared("data/raw")
+    project.model()
+    interrupted = _save_file_that_stops_halfway(lambda filename: KeyboardInterrupt())
+    project.monkeypatch.setattr(pipeline.tokenization, "save_file", interrupted)
+
+
+class _Stop(Exception):
+    pass
+
+
+def _interrupted_training(project) -> Path:
+    """A train run stopped after its checkpoint at step 2 of 4; returns that checkpoint's folder."""
+    import pipeline.training
+    from pipeline.config import load_params
+
+    project.copy_prepared("data/tokenized")
+    project.model()
+    project.params({"train": {"checkpoint_every_steps": 2}})
+    real_step, steps = pipeline.training.train_step, []
+
+    def stop_before_step_3(*args):
+        if len(steps) == 2:
+            raise _Stop
+        steps.append(real_step(*args))
+        return steps[-1]
+
+    with project.monkeypatch.context() as patch, contextlib.chdir(project.root), contextlib.suppress(_Stop):
+        patch.setattr(pipeline.training, "train_step", stop_before_step_3)
+        pipeline.training.run_train_stage(load_params(), "data/tokenized", "models/classifier", "metrics/train.json",
+                                          "metrics", "checkpoints/train")
+    folder = project.root / "checkpoints" / "train" / "step-0000002"
+    assert (folder / "state.json").is_file()
+    return folder
+
+
+@case("checkpoint-corrupt")
+def _(project):
+    weights = _interrupted_training(project) / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte in the middle of the weights
+    weights.write_bytes(bytes(data))
+
+
+@case("checkpoint-truncated")
+def _(project):
+    optimizer = _interrupted_training(project) / "optimizer.safetensors"
+    optimizer.write_bytes(optimizer.read_bytes()[: optimizer.stat().st_size // 2])
+
+
+@case("checkpoint-state-damaged")
+def _(project):
+    state = _interrupted_training(project) / "state.json"
+    state.write_text(state.read_text()[:100])
+
+
+@case("disk-full-checkpoint")
+def _(project):
+    import pipeline.checkpoint
+    from safetensors import SafetensorError
+
+    _interrupted_training(project)
+    full = _save_file_that_stops_halfway(
+        lambda filename: SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)"))
+    project.monkeypatch.setattr(pipeline.checkpoint, "save_file", full)
+
+
+# -- the tests ---------------------------------------------------------------------------------------
+
+def test_every_readme_row_has_a_case():
+    ids = [row.case for row in ROWS]
+    assert len(ids) == len(set(ids)), "a case id appears twice in the README table"
+    assert set(ids) == set(CASES), (f"README rows without a case: {sorted(set(ids) - set(CASES))}; "
+                                    f"cases without a README row: {sorted(set(CASES) - set(ids))}")
+    assert IN_A_REAL_PROCESS <= set(ids)
+    assert all(row.stage in SCRIPTS for row in ROWS), "Stage must be one of " + ", ".join(SCRIPTS)
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[row.case for row in ROWS])
+def test_bad_input(row: Row, tmp_path, request, monkeypatch, capfd):
+    assert row.case in CASES, f"README row {row.case} has no case in this file"
+    project = Project(tmp_path / "project", request, monkeypatch)
+    CASES[row.case](project)
+    project.earlier_outputs(row.stage)
+    before = snapshot(project.root)
+
+    script = PROJECT_ROOT / "stages" / SCRIPTS[row.stage]
+    if row.case in IN_A_REAL_PROCESS:
+        result = subprocess.run([sys.executable, str(script)], cwd=project.root, capture_output=True, text=True)
+        status, stdout, stderr = result.returncode, result.stdout, result.stderr
+    else:
+        status, stdout, stderr = _run_in_process(script, project.root, monkeypatch, capfd)
+
+    assert (status, stdout) == (row.exit, ""), f"stderr: {stderr}"
+    lines = stderr.splitlines()
+    if row.case in AFTER_TRAINING_STARTED:
+        assert "Traceback" not in stderr and sum(line.startswith("error: ") for line in lines) == 1, stderr
+        lines = lines[-1:]
+    assert len(lines) == 1 and stderr.endswith("\n"), f"expected one line on stderr, got:\n{stderr}"
+    assert lines[0].startswith("error: ") and row.message in lines[0], lines[0]
+    assert snapshot(project.root) == before
+
+
+def _run_in_process(script: Path, cwd: Path, monkeypatch, capfd) -> tuple[int, str, str]:
+    """The stage script as ``python stages/<script>`` would run it, in this interpreter."""
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(sys, "argv", [str(script)])
+    capfd.readouterr()
+    try:
+        runpy.run_path(str(script), run_name="__main__")
+        status = 0
+    except SystemExit as exc:
+        status = 0 if exc.code is None else exc.code if isinstance(exc.code, int) else 1
+    out, err = capfd.readouterr()
+    return status, out, err
