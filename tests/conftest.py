@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 
@@ -109,3 +110,22 @@ def tiny_distilbert(tmp_path_factory, tokenizer) -> Path:
 @pytest.fixture(scope="session")
 def glue_dir(tmp_path_factory) -> Path:
     return write_glue_like(tmp_path_factory.mktemp("glue"))
+
+
+def kill_process_tree(pid: int) -> None:
+    """SIGKILL a process and all its descendants at once, as a power cut or a preemption would."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            children.setdefault(int(stat.read_text().rsplit(")", 1)[1].split()[1]), []).append(int(stat.parent.name))
+        except (OSError, ValueError):
+            continue
+    family, todo = [], [pid]
+    while todo:
+        family.append(todo.pop())
+        todo.extend(children.get(family[-1], []))
+    for member in family:
+        try:
+            os.kill(member, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

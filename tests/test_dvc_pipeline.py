@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import PROJECT_ROOT
+from conftest import PROJECT_ROOT, kill_process_tree
 
 PROJECT_FILES = ["dvc.yaml", "params.yaml", ".gitignore", ".dvc/config", ".dvc/.gitignore", "stages", "src"]
 ALL_STAGES = ["download", "tokenize", "train", "evaluate"]
@@ -195,27 +195,6 @@ def test_a_library_change_reruns_the_stages_that_run_that_code(project):
     finally:
         module.write_text(original)
     assert stages_that_would_run(project) == []
-
-
-def kill_process_tree(pid: int) -> None:
-    """SIGKILL a process and all its descendants at once, as a power cut or a preemption would."""
-    import signal
-
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            children.setdefault(int(stat.read_text().rsplit(")", 1)[1].split()[1]), []).append(int(stat.parent.name))
-        except (OSError, ValueError):
-            continue
-    family, todo = [], [pid]
-    while todo:
-        family.append(todo.pop())
-        todo.extend(children.get(family[-1], []))
-    for member in family:
-        try:
-            os.kill(member, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def test_dvc_repro_after_a_kill_ends_as_if_never_interrupted(project):

@@ -19,7 +19,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from conftest import PROJECT_ROOT, save_tiny_model
+from conftest import PROJECT_ROOT, kill_process_tree, save_tiny_model
 from pipeline.batching import BatchLoader, LengthGroupedBatches
 from pipeline.config import DataConfig, ModelConfig, Params, TokenizeConfig, TrainConfig
 from pipeline.data import download
@@ -55,30 +55,6 @@ def run_train(folder: Path, setup, **train) -> tuple[int, str, str]:
     process = start_train(folder, setup, **train)
     stdout, stderr = process.communicate(timeout=300)
     return process.returncode, stdout, stderr
-
-
-def kill_with_workers(pid: int) -> None:
-    """SIGKILL a process and all its descendants at once, as losing the machine would.
-
-    torchrun starts each worker in a session of its own, so killing torchrun's process group alone
-    would leave the workers running.
-    """
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    family, todo = [], [pid]
-    while todo:
-        family.append(todo.pop())
-        todo.extend(children.get(family[-1], []))
-    for member in family:
-        try:
-            os.kill(member, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def steps_csv(folder: Path) -> np.ndarray:
@@ -126,7 +102,7 @@ def test_a_killed_two_process_run_resumes_to_the_same_results(runs, setup, tmp_p
     process = start_train(tmp_path, setup, batch_size=4, processes=2)
     for line in process.stderr:
         if "checkpoint: step 9 saved" in line:  # early in epoch 2
-            kill_with_workers(process.pid)
+            kill_process_tree(process.pid)  # torchrun's workers run in sessions of their own
             break
     process.wait(timeout=60)
     assert process.returncode == -signal.SIGKILL
