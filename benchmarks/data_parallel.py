@@ -36,7 +36,8 @@ def worker(args: argparse.Namespace) -> None:
     from pipeline.config import TrainConfig, load_params
     from pipeline.modeling import load_pretrained_classifier
     from pipeline.tokenization import load_split, read_meta
-    from pipeline.training import autocast_for, build_optimizer, get_scheduler, grad_scaler_for, set_seed, train_step
+    from pipeline.precision import autocast_for, grad_scaler_for
+    from pipeline.training import build_optimizer, get_scheduler, set_seed, train_step, training_attention
 
     params = load_params(args.params)
     group = parallel.join(args.device)
@@ -46,7 +47,8 @@ def worker(args: argparse.Namespace) -> None:
     set_seed(cfg.seed + group.rank)
     meta = read_meta(args.tokenized)
     split = load_split(args.tokenized, "train")
-    model = load_pretrained_classifier(args.model or params.model.name, meta["label_names"]).to(group.device)
+    model = load_pretrained_classifier(args.model or params.model.name, meta["label_names"],
+                                       attn_implementation=training_attention(group.device)).to(group.device)
     batches = LengthGroupedBatches(split.lengths, per_process, shuffle=True, seed=cfg.seed,
                                    group_batches=cfg.group_by_length_batches, num_replicas=group.world_size, rank=group.rank)
     loader = BatchLoader(split, batches, meta["pad_token_id"], cfg.pad_to_multiple_of)

@@ -52,6 +52,7 @@ def test_numbers_written_as_yaml_1_1_strings_are_accepted():
         ({"tokenize": {"max_length": 1}}, "tokenize.max_length=1: expected an integer >= 2"),
         ({"data": {"max_train_samples": 0}}, "data.max_train_samples=0"),
         ({"evaluate": {"batch_size": "8"}}, "evaluate.batch_size='8': expected an integer"),
+        ({"evaluate": {"precision": "int8"}}, "evaluate.precision='int8': expected one of fp32, bf16, fp16"),
         ({"model": {"name": ""}}, "model.name=''"),
         ({"train": 3}, "invalid parameter train=3: expected a mapping"),
         ([1, 2], "expected a mapping of sections"),

@@ -1,4 +1,6 @@
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -41,7 +43,7 @@ def test_evaluate_stage_writes_metrics_and_confusion_rows(glue_dir, tiny_bert, t
     tokenize(ModelConfig(name=str(tiny_bert)), TokenizeConfig(max_length=32), tmp_path / "raw", tmp_path / "tok")
     params = Params(model=ModelConfig(name=str(tiny_bert)), train=TrainConfig(epochs=1, batch_size=8, precision="fp32"))
     trained = train(params, tmp_path / "tok", tmp_path / "model", tmp_path / "train.json", tmp_path)
-    metrics = evaluate_model(EvaluateConfig(batch_size=5), tmp_path / "model", tmp_path / "tok",
+    metrics = evaluate_model(EvaluateConfig(batch_size=5, precision="fp32"), tmp_path / "model", tmp_path / "tok",
                              tmp_path / "eval.json", tmp_path / "confusion.csv")
     assert set(metrics) == {"accuracy", "f1", "precision", "recall", "loss", "n_examples"}
     assert metrics["n_examples"] == 24
@@ -54,9 +56,24 @@ def test_evaluate_stage_writes_metrics_and_confusion_rows(glue_dir, tiny_bert, t
     correct = sum(a == p for a, p in (row.split(",") for row in rows[1:]))
     assert correct / 24 == pytest.approx(metrics["accuracy"], abs=1e-6)
     # Batch size changes nothing but speed.
-    again = evaluate_model(EvaluateConfig(batch_size=24), tmp_path / "model", tmp_path / "tok",
+    again = evaluate_model(EvaluateConfig(batch_size=24, precision="fp32"), tmp_path / "model", tmp_path / "tok",
                            tmp_path / "eval2.json", tmp_path / "confusion2.csv")
     assert again["accuracy"] == metrics["accuracy"] and again["loss"] == pytest.approx(metrics["loss"], abs=1e-5)
+    # bf16 autocast (the default) rounds the matrix products and nothing else.
+    rounded = evaluate_model(EvaluateConfig(batch_size=5, precision="bf16"), tmp_path / "model", tmp_path / "tok",
+                             tmp_path / "eval3.json", tmp_path / "confusion3.csv")
+    assert rounded["n_examples"] == 24 and rounded["loss"] == pytest.approx(metrics["loss"], abs=0.02)
+
+
+def test_scoring_skips_the_transformers_pipelines_import_and_leaves_it_importable():
+    code = (
+        "import sys, torch\n"
+        "from pipeline.evaluation import Predictions, score\n"
+        "score(Predictions(torch.eye(2), torch.tensor([0, 1]), 0.1), n_classes=2)\n"
+        "assert 'evaluate' in sys.modules and 'transformers.pipelines' not in sys.modules\n"
+        "import transformers.pipelines\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_missing_model_folder(tmp_path):

@@ -126,10 +126,13 @@ class TrainConfig:
 @dataclass(frozen=True)
 class EvaluateConfig:
     batch_size: int = 128
+    precision: str = "bf16"
 
     def check(self) -> None:
         if self.batch_size < 1:
             raise _invalid("evaluate.batch_size", self.batch_size, "an integer >= 1")
+        if self.precision not in PRECISIONS:
+            raise _invalid("evaluate.precision", self.precision, f"one of {', '.join(PRECISIONS)}")
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,9 @@ printed during training and the one in ``metrics/eval.json`` come from the same 
 
 from __future__ import annotations
 
+import contextlib
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +20,7 @@ from pipeline.config import EvaluateConfig
 from pipeline.data import EVAL_SPLIT
 from pipeline.modeling import load_finetuned
 from pipeline.parallel import pick_device
+from pipeline.precision import autocast_for
 from pipeline.outputs import write_csv_atomic, write_json_atomic
 from pipeline.tokenization import TokenizedSplit, load_split, read_meta
 
@@ -41,8 +45,11 @@ def eval_loader(split: TokenizedSplit, batch_size: int, pad_token_id: int, num_r
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, loader: BatchLoader, device: torch.device, gather=None) -> Predictions:
-    """Logits for every example of the loader's split, in fp32, put back in the split's order.
+def predict(model: torch.nn.Module, loader: BatchLoader, device: torch.device, gather=None,
+            autocast: contextlib.AbstractContextManager = contextlib.nullcontext()) -> Predictions:
+    """Logits for every example of the loader's split, as fp32, put back in the split's order.
+
+    The forward passes run under ``autocast`` (see :func:`pipeline.precision.autocast_for`).
 
     With data-parallel processes each predicts its own share of the examples and ``gather`` (a
     :meth:`ProcessGroup.all_gather`) brings the shares together; each example is counted exactly once.
@@ -51,7 +58,9 @@ def predict(model: torch.nn.Module, loader: BatchLoader, device: torch.device, g
     positions, outputs = [], []
     for indices, batch in loader.with_indices():
         batch = {name: tensor.to(device) for name, tensor in batch.items()}
-        outputs.append(model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float().cpu())
+        with autocast:
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        outputs.append(logits.float().cpu())
         positions.append(torch.from_numpy(np.asarray(indices, dtype=np.int64)))
     shares = gather((positions, outputs)) if gather else [(positions, outputs)]
     positions = torch.cat([p for share_positions, _ in shares for p in share_positions])
@@ -66,9 +75,30 @@ def predict(model: torch.nn.Module, loader: BatchLoader, device: torch.device, g
     return Predictions(logits=logits, labels=labels, loss=loss)
 
 
+@contextlib.contextmanager
+def _transformers_pipelines_hidden() -> Iterator[None]:
+    """Make ``import transformers.pipelines`` fail for a moment, unless it is already imported.
+
+    ``import evaluate`` imports it for its ``Evaluator`` classes, which this project does not use,
+    and that takes 3.6 of the 6 s the import costs here; when the import fails, evaluate carries on
+    without them, as it does where transformers is not installed.
+    """
+    name = "transformers.pipelines"
+    if name in sys.modules:
+        yield
+        return
+    sys.modules[name] = None  # the import system's marker for "cannot be imported"
+    try:
+        yield
+    finally:
+        if sys.modules.get(name, ...) is None:
+            del sys.modules[name]
+
+
 def score(predictions: Predictions, n_classes: int) -> dict:
     """accuracy, f1, precision, recall (``evaluate`` module), loss and n_examples."""
-    import evaluate
+    with _transformers_pipelines_hidden():
+        import evaluate
 
     metric = evaluate.load(str(METRIC_MODULE))
     result = metric.compute(
@@ -86,7 +116,8 @@ def evaluate_model(cfg: EvaluateConfig, model_dir: str | Path, tokenized_dir: st
     split = load_split(tokenized_dir, EVAL_SPLIT)
     device = pick_device()
     model.to(device)
-    predictions = predict(model, eval_loader(split, cfg.batch_size, meta["pad_token_id"]), device)
+    autocast = autocast_for(cfg.precision, device, key="evaluate.precision")
+    predictions = predict(model, eval_loader(split, cfg.batch_size, meta["pad_token_id"]), device, autocast=autocast)
     names = [model.config.id2label[i] for i in range(model.config.num_labels)]
     metrics = score(predictions, n_classes=len(names))
     rows = [(names[a], names[p]) for a, p in zip(predictions.labels.tolist(), predictions.predicted.tolist())]

@@ -56,11 +56,14 @@ def max_sequence_length(config, tokenizer) -> int:
     return int(min(limits))
 
 
-def load_pretrained_classifier(name: str, label_names: list[str], trust_remote_code: bool = False):
+def load_pretrained_classifier(name: str, label_names: list[str], trust_remote_code: bool = False,
+                               attn_implementation: str | None = None):
     """A pretrained encoder with a fresh classification head sized and labelled for ``label_names``.
 
     ``trust_remote_code`` stays off unless ``model.trust_remote_code`` turns it on: a model that
     needs its own Python code then fails to load instead of running that code.
+    ``attn_implementation`` (``"eager"``, ``"sdpa"``, ...) picks the attention code; None: the
+    library's default. It is not saved with the model.
     """
     from transformers import AutoModelForSequenceClassification
 
@@ -74,6 +77,7 @@ def load_pretrained_classifier(name: str, label_names: list[str], trust_remote_c
         return AutoModelForSequenceClassification.from_pretrained(
             name,
             trust_remote_code=trust_remote_code,
+            attn_implementation=attn_implementation,
             num_labels=len(label_names),
             id2label=dict(enumerate(label_names)),
             label2id={label: i for i, label in enumerate(label_names)},
