@@ -1,41 +1,65 @@
 """Training throughput, side by side: the reference tutorial's recipe, Hugging Face Trainer, this project's loop.
 
-Every configuration trains the same model on the same SST-2 training sentences (a seeded sample of
-the tokenized cache, so run ``dvc repro tokenize`` first) at the same batch size, each in its own
-process so that peak memory is its own. After a few warm-up steps a fixed number of steps is timed.
+Every configuration trains the same model on the same pool of SST-2 training sentences (a seeded
+sample of the tokenized cache, so run ``dvc repro tokenize`` first) at the same batch size, each in
+its own process so that its peak memory is its own. The machine this was built on is a shared
+2-core VM whose speed drifts by ±20% within a minute, so the configurations are not timed one
+after the other: all of them load and warm up, then take turns in rounds (one pass over the pool
+for those that group by length, a few seconds for the others), the matrix-product peak is
+measured again every round, and the table reports medians over the rounds (ratios are medians of
+the per-round ratios, which drift cancels out of).
 
-    python benchmarks/train_throughput.py                  # prints the table, writes benchmarks/results/train_throughput.json
-    python benchmarks/train_throughput.py --steps 30       # longer, steadier
+    python benchmarks/train_throughput.py               # the table; JSON in benchmarks/results/train_throughput.json
+    python benchmarks/train_throughput.py --trials      # plus the variants tried on this loop (torch.compile, ...)
+    python benchmarks/train_throughput.py --profile     # plus where (c)'s step time goes, by operator kind
 
 Reported per configuration: training samples/s, real (non-padding) tokens/s, padding fraction,
-peak RSS, and model FLOP utilisation: 6 × non-embedding parameters × real tokens per second,
-divided by the bf16 matrix-product peak measured at the start of the same run.
+peak RSS, and model FLOP utilisation: 6 × non-embedding parameters × real tokens per second over
+the bf16 matrix-product peak (2048³) measured in the same round.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import multiprocessing
+import os
 import resource
-import subprocess
-import sys
+import statistics
 import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from pipeline.batching import BatchLoader, LengthGroupedBatches, collate
-from pipeline.config import TrainConfig, load_params
+from pipeline.config import load_params
 from pipeline.data import subsample_indices
 from pipeline.modeling import load_pretrained_classifier, load_tokenizer
 from pipeline.tokenization import TokenizedSplit, load_split, read_meta
-from pipeline.training import autocast_for, build_optimizer, get_scheduler, grad_scaler_for, train_step
+from pipeline.precision import autocast_for, grad_scaler_for
+from pipeline.training import build_optimizer, get_scheduler, train_step, training_attention
+
+
+@dataclass(frozen=True)
+class Config:
+    description: str
+    trial: bool = False  # a variant of (c) tried and measured; only with --trials
+    env: dict[str, str] = field(default_factory=dict)  # set before the worker process starts
+
 
 CONFIGS = {
-    "a_tutorial": "(a) tutorial: pad to dataset max, random batches, fp32, AdamW",
-    "b_trainer": "(b) Trainer defaults: dynamic padding, random batches, fp32",
-    "b_trainer_grouped_bf16": "(b) Trainer: group_by_length + bf16 (+ fused AdamW, its default)",
-    "c_pipeline": "(c) this project's loop, default params",
+    "a_tutorial": Config("(a) tutorial: pad to dataset max, random batches, fp32, AdamW"),
+    "b_trainer": Config("(b) Trainer defaults: dynamic padding, random batches, fp32"),
+    "b_trainer_grouped_bf16": Config("(b) Trainer: group_by_length + bf16 (+ fused AdamW, its default)"),
+    "c_pipeline": Config("(c) this project's loop, default params"),
+    "c_compile": Config("(c) + torch.compile(dynamic=True)", trial=True),
+    "c_sdpa_attention": Config("(c) with SDPA attention instead of eager", trial=True),
+    "c_pad8": Config("(c) with pad_to_multiple_of=8", trial=True),
+    # torch's CPU allocator asks for 2 MiB pages for large tensors when this is set.
+    "c_huge_pages": Config("(c) + THP_MEM_ALLOC_ENABLE=1 (huge pages)", trial=True, env={"THP_MEM_ALLOC_ENABLE": "1"}),
 }
 
 
@@ -59,65 +83,119 @@ def sample(split: TokenizedSplit, n: int, seed: int = 0) -> TokenizedSplit:
     return TokenizedSplit(torch.cat(ids), offsets, split.labels[torch.from_numpy(keep)])
 
 
-class Meter:
-    """Counts samples and real/padded tokens of the timed steps and the time they took."""
+class TokenCounter:
+    """Counts what each training forward pass receives: one per step for every configuration."""
 
-    def __init__(self, warmup: int, steps: int):
-        self.warmup, self.last, self.step, self.started = warmup, warmup + steps, 0, None
+    def __init__(self, model: torch.nn.Module):
         self.samples = self.real_tokens = self.padded_tokens = 0
+        model.register_forward_pre_hook(self._count, with_kwargs=True)
 
-    def count(self, attention_mask: torch.Tensor) -> None:
-        self.step += 1
-        if self.step == self.warmup + 1:
-            self.started = time.perf_counter()
-        if self.warmup < self.step <= self.last:  # a loader may collate one batch ahead: not counted
-            self.samples += attention_mask.shape[0]
-            self.real_tokens += int(attention_mask.sum())
-            self.padded_tokens += attention_mask.numel()
+    def _count(self, module, args, kwargs) -> None:
+        mask = kwargs["attention_mask"]
+        self.samples += mask.shape[0]
+        self.real_tokens += int(mask.sum())
+        self.padded_tokens += mask.numel()
 
-    def result(self) -> dict:
-        seconds = time.perf_counter() - self.started
-        return {"seconds": seconds, "samples": self.samples, "real_tokens": self.real_tokens,
-                "padded_tokens": self.padded_tokens}
+    def take(self) -> dict:
+        counts = {"samples": self.samples, "real_tokens": self.real_tokens, "padded_tokens": self.padded_tokens}
+        self.samples = self.real_tokens = self.padded_tokens = 0
+        return counts
 
 
-def run_manual(split, meta, model_name, cfg: TrainConfig, tutorial: bool, steps: int, warmup: int) -> dict:
+class Rounds:
+    """The worker's side of the protocol: warm up, say "ready", then time one round per "run" received.
+
+    A round is either ``round_steps`` steps (one pass over the pool, for the configurations that
+    group by length: which batches they meet decides how long their sentences are, so every round
+    has to meet all of them) or, for those padding close to the longest sentence anyway, as many
+    steps as fit in ``round_seconds``.
+    """
+
+    def __init__(self, connection, warmup: int, round_steps: int | None, round_seconds: float):
+        self.connection, self.warmup, self.round_steps, self.round_seconds = connection, warmup, round_steps, round_seconds
+        self.counter: TokenCounter | None = None  # set by the loop, once it has a model
+        self.steps, self.started = 0, None
+
+    def after_step(self) -> bool:
+        """Call after every training step; False once the coordinator says stop."""
+        self.steps += 1
+        if self.steps < self.warmup:
+            return True
+        now = time.perf_counter()
+        if self.started is None:
+            self.connection.send("ready")
+        elif (self.steps < self.round_steps) if self.round_steps else (now - self.started < self.round_seconds):
+            return True
+        else:
+            self.connection.send({"seconds": now - self.started, "steps": self.steps, **self.counter.take()})
+        if self.connection.recv() != "run":
+            return False
+        self.counter.take()  # what warm-up or the last round counted
+        self.steps, self.started = 0, time.perf_counter()
+        return True
+
+
+def batches_forever(make_epoch: Callable[[int], Iterator]) -> Iterator:
+    for epoch in itertools.count():
+        yield from make_epoch(epoch)
+
+
+def run_manual(name: str, split, meta, model_name, cfg, rounds: Rounds | None, profile_steps: int) -> dict:
     torch.manual_seed(cfg.seed)
-    model = load_pretrained_classifier(model_name, meta["label_names"])
+    if name == "a_tutorial":
+        attention = None  # what the tutorial gets: the library's default
+    elif name == "c_sdpa_attention":
+        attention = "sdpa"
+    else:
+        attention = training_attention(torch.device("cpu"))
+    model = load_pretrained_classifier(model_name, meta["label_names"], attn_implementation=attention)
     model.train()
     pad = meta["pad_token_id"]
-    if tutorial:
+    forward = model
+    if name == "a_tutorial":
         # The tutorial pads every sentence to the longest of the dataset and uses AdamW as it comes.
         width = meta["splits"]["train"]["length_max"]
         batches = LengthGroupedBatches(split.lengths, cfg.batch_size, shuffle=True, seed=cfg.seed)
-        loader = (collate(split, idx, pad, pad_to_multiple_of=width) for idx in batches)
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
-        meter = Meter(warmup, steps)
-        for batch in loader:
-            meter.count(batch["attention_mask"])
+
+        def make_epoch(epoch):
+            batches.set_epoch(epoch)
+            return (collate(split, indices, pad, pad_to_multiple_of=width) for indices in batches)
+
+        def step(batch):
             optimizer.zero_grad()
             loss = model(**batch).loss
             loss.backward()
             optimizer.step()
-            if meter.step == warmup + steps:
+    else:
+        pad_to = 8 if name == "c_pad8" else cfg.pad_to_multiple_of
+        batches = LengthGroupedBatches(split.lengths, cfg.batch_size, shuffle=True, seed=cfg.seed,
+                                       group_batches=cfg.group_by_length_batches)
+        loader = BatchLoader(split, batches, pad, pad_to)
+        optimizer = build_optimizer(model, cfg)
+        scheduler = get_scheduler(optimizer, cfg, 1_000_000)
+        cpu = torch.device("cpu")
+        autocast, scaler = autocast_for(cfg.precision, cpu), grad_scaler_for(cfg.precision, cpu)
+        forward = torch.compile(model, dynamic=True) if name == "c_compile" else model
+
+        def make_epoch(epoch):
+            batches.set_epoch(epoch)
+            return iter(loader)
+
+        def step(batch):
+            train_step(forward, [batch], optimizer, scheduler, autocast, scaler, cfg.max_grad_norm)
+
+    data = batches_forever(make_epoch)
+    if rounds is not None:
+        rounds.counter = TokenCounter(forward if name == "c_compile" else model)
+        while True:
+            step(next(data))
+            if not rounds.after_step():
                 break
-        return meter.result()
-    batches = LengthGroupedBatches(split.lengths, cfg.batch_size, shuffle=True, seed=cfg.seed,
-                                   group_batches=cfg.group_by_length_batches)
-    loader = BatchLoader(split, batches, pad, cfg.pad_to_multiple_of)
-    optimizer = build_optimizer(model, cfg)
-    scheduler = get_scheduler(optimizer, cfg, steps + warmup)
-    autocast, scaler = autocast_for(cfg.precision, torch.device("cpu")), grad_scaler_for(cfg.precision, torch.device("cpu"))
-    meter = Meter(warmup, steps)
-    for batch in loader:
-        meter.count(batch["attention_mask"])
-        train_step(model, [batch], optimizer, scheduler, autocast, scaler, cfg.max_grad_norm)
-        if meter.step == warmup + steps:
-            break
-    return meter.result()
+    return {"profile": profile_step_time(lambda: step(next(data)), profile_steps)} if profile_steps else {}
 
 
-def run_trainer(split, meta, model_name, cfg: TrainConfig, grouped_bf16: bool, steps: int, warmup: int, workdir: Path) -> dict:
+def run_trainer(name: str, split, meta, model_name, cfg, rounds: Rounds, workdir: Path) -> dict:
     import datasets
     from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
 
@@ -129,103 +207,172 @@ def run_trainer(split, meta, model_name, cfg: TrainConfig, grouped_bf16: bool, s
         "labels": split.labels.tolist(),
         "length": split.lengths.tolist(),
     })
-    meter = Meter(warmup, steps)
-    pad = DataCollatorWithPadding(tokenizer)
+    rounds.counter = TokenCounter(model)
 
-    def collator(features):
-        batch = pad(features)
-        meter.count(batch["attention_mask"])
-        return batch
-
-    class Timer(TrainerCallback):
-        # The Trainer's loader collates a batch ahead of the step that uses it, so time the steps themselves.
-        def on_step_begin(self, args, state, control, **kwargs):
-            if state.global_step == warmup:
-                meter.step_started = time.perf_counter()
-
+    class RoundsCallback(TrainerCallback):
+        # Steps are timed end to end, so fetching and collating the next batch counts, as in the other loops.
         def on_step_end(self, args, state, control, **kwargs):
-            if state.global_step == warmup + steps:
-                meter.finished = time.perf_counter()
+            if not rounds.after_step():
+                control.should_training_stop = True
 
-    extra = {"train_sampling_strategy": "group_by_length", "bf16": True} if grouped_bf16 else {}
+    extra = {"train_sampling_strategy": "group_by_length", "bf16": True} if name.endswith("bf16") else {}
     args = TrainingArguments(
-        output_dir=str(workdir), per_device_train_batch_size=cfg.batch_size, max_steps=warmup + steps,
+        output_dir=str(workdir), per_device_train_batch_size=cfg.batch_size, max_steps=1_000_000,
         learning_rate=cfg.lr, use_cpu=True, report_to="none", save_strategy="no", logging_strategy="no",
         disable_tqdm=True, seed=cfg.seed, **extra,
     )
-    Trainer(model=model, args=args, train_dataset=dataset, data_collator=collator, callbacks=[Timer()]).train()
-    result = meter.result()
-    result["seconds"] = meter.finished - meter.step_started
-    return result
+    trainer = Trainer(model=model, args=args, train_dataset=dataset,
+                      data_collator=DataCollatorWithPadding(tokenizer), callbacks=[RoundsCallback()])
+    trainer.train()
+    return {}
 
 
-def child(name: str, steps: int, warmup: int, result_path: Path) -> None:
+OPERATOR_KINDS = {
+    "matrix products": ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::matmul", "aten::linear"),
+    "dropout masks (serial random numbers)": ("aten::bernoulli_",),
+    "optimizer (fused AdamW, gradient clipping)": ("aten::_fused_adamw_", "aten::linalg_vector_norm", "aten::_foreach_norm",
+                                                   "aten::_foreach_mul_", "aten::clamp"),
+    "dtype casts and copies (autocast)": ("aten::copy_", "aten::_to_copy"),
+    "zero-filled buffers (embedding gradient)": ("aten::fill_", "aten::zero_"),
+    "softmax, GELU, LayerNorm and their gradients": ("aten::_softmax", "aten::_softmax_backward_data", "aten::gelu",
+                                                     "aten::gelu_backward", "aten::native_layer_norm",
+                                                     "aten::native_layer_norm_backward"),
+}
+
+
+def profile_step_time(step: Callable[[], None], steps: int) -> dict:
+    """Self CPU time of ``steps`` training steps, by kind of operator, as fractions of the total."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            step()
+    by_kind = dict.fromkeys([*OPERATOR_KINDS, "everything else"], 0.0)
+    for event in prof.key_averages():
+        kind = next((k for k, names in OPERATOR_KINDS.items() if event.key in names), "everything else")
+        by_kind[kind] += event.self_cpu_time_total
+    total = sum(by_kind.values())
+    return {"steps": steps, "ms_per_step": total / steps / 1e3, "fractions": {k: v / total for k, v in by_kind.items()}}
+
+
+def worker(name: str, connection, warmup: int, round_seconds: float, profile_steps: int, workdir: str) -> None:
     params = load_params("params.yaml")
     meta = read_meta("data/tokenized")
-    # A pool as large as one grouping window, so length grouping works as it does in a real epoch.
-    pool = params.train.batch_size * max(steps + warmup + 2, params.train.group_by_length_batches)
-    split = sample(load_split("data/tokenized", "train"), pool)
-    if name == "a_tutorial":
-        result = run_manual(split, meta, params.model.name, params.train, True, steps, warmup)
-    elif name == "c_pipeline":
-        result = run_manual(split, meta, params.model.name, params.train, False, steps, warmup)
+    # One grouping window of sentences: a pass over it meets every length, as a real epoch does.
+    pool_steps = params.train.group_by_length_batches
+    split = sample(load_split("data/tokenized", "train"), params.train.batch_size * pool_steps)
+    grouped = name.startswith("c_") or name.endswith("grouped_bf16")
+    # Grouped configurations warm up for one pass, so that their rounds start where a pass does.
+    rounds = Rounds(connection, pool_steps if grouped else warmup, pool_steps if grouped else None, round_seconds)
+    if name.startswith("b_"):
+        result = run_trainer(name, split, meta, params.model.name, params.train, rounds, Path(workdir) / f"trainer-{name}")
     else:
-        result = run_trainer(split, meta, params.model.name, params.train, name.endswith("bf16"), steps, warmup,
-                             result_path.parent / f"trainer-{name}")
+        result = run_manual(name, split, meta, params.model.name, params.train, rounds, profile_steps)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    result_path.write_text(json.dumps(result))
+    connection.send(result)
+
+
+def start_worker(name: str, context, args) -> tuple[multiprocessing.Process, object]:
+    parent_end, child_end = context.Pipe()
+    saved = dict(os.environ)
+    os.environ.update(CONFIGS[name].env)  # a spawned process starts with the environment it is given here
+    try:
+        process = context.Process(target=worker, args=(name, child_end, args.warmup, args.round_seconds,
+                                                       args.profile_steps if name == "c_pipeline" else 0,
+                                                       str(args.out.parent)))
+        process.start()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    if parent_end.recv() != "ready":
+        raise RuntimeError(f"worker {name} did not start")
+    return process, parent_end
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=12, help="timed steps per configuration")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
-    parser.add_argument("--only", choices=list(CONFIGS), help=argparse.SUPPRESS)
-    parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--rounds", type=int, default=5, help="turns each configuration takes")
+    parser.add_argument("--round-seconds", type=float, default=4.0, help="length of one turn")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed steps before the first round")
+    parser.add_argument("--trials", action="store_true", help="also measure the variants of (c) that were tried")
+    parser.add_argument("--profile", dest="profile_steps", type=int, nargs="?", const=10, default=0,
+                        help="after the rounds, profile this many steps of (c) (default 10)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/train_throughput.json"))
     args = parser.parse_args()
-    if args.only:
-        return child(args.only, args.steps, args.warmup, args.result)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
 
     params = load_params("params.yaml")
     model = load_pretrained_classifier(params.model.name, read_meta("data/tokenized")["label_names"])
     embedding = sum(p.numel() for n, p in model.named_parameters() if "embeddings" in n)
     non_embedding = sum(p.numel() for p in model.parameters()) - embedding
     del model
-    peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
-    print(f"matrix-product peak: fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s; "
-          f"{torch.get_num_threads()} threads; batch {params.train.batch_size}; {args.steps} timed steps", flush=True)
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
+    names = [name for name, config in CONFIGS.items() if args.trials or not config.trial]
+    context = multiprocessing.get_context("spawn")
+    workers = {}
+    for name in names:
+        workers[name] = start_worker(name, context, args)
+        print(f"  {name}: loaded and warmed up", flush=True)
+
+    rounds = {name: [] for name in names}
+    peaks = {"fp32": [], "bf16": []}
+    for r in range(args.rounds):
+        peaks["fp32"].append(matmul_peak(torch.float32))
+        peaks["bf16"].append(matmul_peak(torch.bfloat16))
+        for name in names[r % len(names):] + names[: r % len(names)]:  # each takes every place in the order
+            workers[name][1].send("run")
+            rounds[name].append(workers[name][1].recv())
+        print(f"  round {r + 1}/{args.rounds}: bf16 peak {peaks['bf16'][-1] / 1e9:.0f} GFLOP/s, " + ", ".join(
+            f"{n} {rounds[n][-1]['real_tokens'] / rounds[n][-1]['seconds']:.0f}" for n in names) + " tokens/s", flush=True)
+    extras = {}
+    for name, (process, connection) in workers.items():
+        connection.send("stop")
+        extras[name] = connection.recv()
+        process.join()
+
+    def tokens_per_s(name: str) -> list[float]:
+        return [r["real_tokens"] / r["seconds"] for r in rounds[name]]
+
+    best_trainer_by_round = [max(values) for values in zip(*(tokens_per_s(n) for n in names if n.startswith("b_")))]
     rows = {}
-    for name in CONFIGS:
-        result_path = args.out.parent / f".{name}.json"
-        subprocess.run([sys.executable, __file__, "--only", name, "--steps", str(args.steps), "--warmup", str(args.warmup),
-                        "--result", str(result_path)], check=True, stdout=subprocess.DEVNULL)
-        r = json.loads(result_path.read_text())
-        result_path.unlink()
+    for name in names:
+        counted = {key: sum(r[key] for r in rounds[name]) for key in ("seconds", "samples", "real_tokens", "padded_tokens")}
+        speed = tokens_per_s(name)
         rows[name] = {
-            "description": CONFIGS[name],
-            "samples_per_s": r["samples"] / r["seconds"],
-            "real_tokens_per_s": r["real_tokens"] / r["seconds"],
-            "padding_fraction": 1 - r["real_tokens"] / r["padded_tokens"],
-            "peak_rss_mb": r["peak_rss_mb"],
-            "mfu_bf16_peak": 6 * non_embedding * r["real_tokens"] / r["seconds"] / peaks["bf16"],
+            "description": CONFIGS[name].description,
+            "samples_per_s": statistics.median(r["samples"] / r["seconds"] for r in rounds[name]),
+            "real_tokens_per_s": statistics.median(speed),
+            "real_tokens_per_s_by_round": speed,
+            "padding_fraction": 1 - counted["real_tokens"] / counted["padded_tokens"],
+            "peak_rss_mb": extras[name]["peak_rss_mb"],
+            "mfu_bf16_peak": statistics.median(6 * non_embedding * s / p for s, p in zip(speed, peaks["bf16"])),
+            "vs_tutorial": statistics.median(s / t for s, t in zip(speed, tokens_per_s("a_tutorial"))),
+            "vs_best_trainer": statistics.median(s / t for s, t in zip(speed, best_trainer_by_round)),
+            "vs_best_trainer_range": [min(s / t for s, t in zip(speed, best_trainer_by_round)),
+                                      max(s / t for s, t in zip(speed, best_trainer_by_round))],
+            "timed_steps_samples": counted["samples"],
         }
-        print(f"  measured {name}", flush=True)
 
-    best_trainer = max(rows[n]["real_tokens_per_s"] for n in rows if n.startswith("b_"))
-    for row in rows.values():
-        row["vs_tutorial"] = row["real_tokens_per_s"] / rows["a_tutorial"]["real_tokens_per_s"]
-        row["vs_best_trainer"] = row["real_tokens_per_s"] / best_trainer
-    print(f"\n| configuration | samples/s | real tokens/s | padding | peak RSS | MFU (bf16 peak) | × (a) | × best (b) |")
+    median_peaks = {dtype: statistics.median(values) for dtype, values in peaks.items()}
+    print(f"\nmatrix-product peak (median of {args.rounds} rounds): fp32 {median_peaks['fp32'] / 1e9:.0f} GFLOP/s, "
+          f"bf16 {median_peaks['bf16'] / 1e9:.0f} GFLOP/s; {torch.get_num_threads()} threads; batch {params.train.batch_size}; "
+          f"{args.rounds} rounds of {args.round_seconds:g} s\n")
+    print("| configuration | samples/s | real tokens/s | padding | peak RSS | MFU (bf16 peak) | × (a) | × best (b) |")
     print("|---|---|---|---|---|---|---|---|")
     for row in rows.values():
+        low, high = row["vs_best_trainer_range"]
         print(f"| {row['description']} | {row['samples_per_s']:.0f} | {row['real_tokens_per_s']:.0f} | "
               f"{row['padding_fraction']:.0%} | {row['peak_rss_mb'] / 1024:.2f} GB | {row['mfu_bf16_peak']:.1%} | "
-              f"{row['vs_tutorial']:.2f} | {row['vs_best_trainer']:.2f} |")
-    report = {"peaks_flop_per_s": peaks, "threads": torch.get_num_threads(), "batch_size": params.train.batch_size,
-              "steps": args.steps, "warmup": args.warmup, "non_embedding_parameters": non_embedding, "rows": rows}
+              f"{row['vs_tutorial']:.2f} | {row['vs_best_trainer']:.2f} ({low:.2f}–{high:.2f}) |")
+    report = {"peaks_flop_per_s": median_peaks, "peaks_by_round": peaks, "threads": torch.get_num_threads(),
+              "batch_size": params.train.batch_size, "rounds": args.rounds, "round_seconds": args.round_seconds,
+              "warmup_steps": args.warmup, "non_embedding_parameters": non_embedding, "rows": rows}
+    if "profile" in extras["c_pipeline"]:
+        profile = report["profile_c_pipeline"] = extras["c_pipeline"]["profile"]
+        print(f"\nwhere a step of (c) goes ({profile['steps']} profiled steps, {profile['ms_per_step']:.0f} ms each):\n")
+        print("| operators | share of step time |\n|---|---|")
+        for kind, fraction in profile["fractions"].items():
+            print(f"| {kind} | {fraction:.0%} |")
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwritten to {args.out}")
 
