@@ -63,6 +63,9 @@ CONFIGS = {
 }
 
 
+POOL_BATCHES = 200
+
+
 def matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float:
     """FLOP/s of an n×n×n matrix product in ``dtype``: the ceiling this machine offers."""
     a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
@@ -258,8 +261,10 @@ def profile_step_time(step: Callable[[], None], steps: int) -> dict:
 def worker(name: str, connection, warmup: int, round_seconds: float, profile_steps: int, workdir: str) -> None:
     params = load_params("params.yaml")
     meta = read_meta("data/tokenized")
-    # One grouping window of sentences: a pass over it meets every length, as a real epoch does.
-    pool_steps = params.train.group_by_length_batches
+    # The Trainer shrinks its length-grouping windows ("megabatches", 50 batches) to a quarter of a
+    # small dataset; with 200 batches' worth it uses full ones, as in a real epoch. A pass over the
+    # pool meets every length.
+    pool_steps = max(POOL_BATCHES, params.train.group_by_length_batches)
     split = sample(load_split("data/tokenized", "train"), params.train.batch_size * pool_steps)
     grouped = name.startswith("c_") or name.endswith("grouped_bf16")
     # Grouped configurations warm up for one pass, so that their rounds start where a pass does.
@@ -291,7 +296,7 @@ def start_worker(name: str, context, args) -> tuple[multiprocessing.Process, obj
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5, help="turns each configuration takes")
+    parser.add_argument("--rounds", type=int, default=3, help="turns each configuration takes")
     parser.add_argument("--round-seconds", type=float, default=4.0, help="length of one turn")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps before the first round")
     parser.add_argument("--trials", action="store_true", help="also measure the variants of (c) that were tried")
