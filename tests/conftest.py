@@ -112,6 +112,19 @@ def glue_dir(tmp_path_factory) -> Path:
     return write_glue_like(tmp_path_factory.mktemp("glue"))
 
 
+@pytest.fixture(scope="session")
+def tokenized(glue_dir, tiny_bert, tmp_path_factory) -> Path:
+    """The tokenize stage's output for ``glue_dir`` with ``tiny_bert``'s tokenizer."""
+    from pipeline.config import DataConfig, ModelConfig, TokenizeConfig
+    from pipeline.data import download
+    from pipeline.tokenization import tokenize
+
+    root = tmp_path_factory.mktemp("tokenized")
+    download(DataConfig(path=str(glue_dir), config=None), root / "raw")
+    tokenize(ModelConfig(name=str(tiny_bert)), TokenizeConfig(max_length=32), root / "raw", root / "tok")
+    return root / "tok"
+
+
 def kill_process_tree(pid: int) -> None:
     """SIGKILL a process and all its descendants at once, as a power cut or a preemption would."""
     children: dict[int, list[int]] = {}

@@ -14,9 +14,6 @@ import pytest
 import yaml
 
 from conftest import PROJECT_ROOT
-from pipeline.config import DataConfig, ModelConfig, TokenizeConfig
-from pipeline.data import download
-from pipeline.tokenization import tokenize
 
 KILLER = PROJECT_ROOT / "tests" / "helpers" / "kill_train_stage.py"
 STAGE = PROJECT_ROOT / "stages" / "train_model.py"
@@ -24,14 +21,6 @@ TIMING = {"train_runtime_s", "train_samples_per_s"}
 # 64 sentences, batch 8: 8 steps per epoch, 24 in all; a checkpoint every 3 steps and after each epoch.
 TRAIN = {"seed": 7, "epochs": 3, "batch_size": 8, "lr": 1e-3, "precision": "fp32", "group_by_length_batches": 4,
          "log_every_steps": 2, "checkpoint_every_steps": 3}
-
-
-@pytest.fixture(scope="module")
-def tokenized(glue_dir, tiny_bert, tmp_path_factory):
-    root = tmp_path_factory.mktemp("resume-data")
-    download(DataConfig(path=str(glue_dir), config=None), root / "raw")
-    tokenize(ModelConfig(name=str(tiny_bert)), TokenizeConfig(max_length=32), root / "raw", root / "tok")
-    return root / "tok"
 
 
 def write_params(folder: Path, model: Path, **train) -> Path:

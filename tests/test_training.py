@@ -13,14 +13,6 @@ from pipeline.tokenization import load_split, tokenize
 from pipeline.training import build_optimizer, set_seed, train
 
 
-@pytest.fixture(scope="module")
-def tokenized(glue_dir, tiny_bert, tmp_path_factory):
-    root = tmp_path_factory.mktemp("tokenized")
-    download(DataConfig(path=str(glue_dir), config=None), root / "raw")
-    tokenize(ModelConfig(name=str(tiny_bert)), TokenizeConfig(max_length=32), root / "raw", root / "tok")
-    return root / "tok"
-
-
 def tiny_params(model_dir, **train):
     defaults = dict(epochs=2, batch_size=8, lr=5e-4, precision="fp32", log_every_steps=2, group_by_length_batches=4)
     return Params(model=ModelConfig(name=str(model_dir)), train=TrainConfig(**{**defaults, **train}))
