@@ -48,6 +48,7 @@ def test_numbers_written_as_yaml_1_1_strings_are_accepted():
         ({"train": {"processes": 0}}, "train.processes=0: expected an integer >= 1"),
         ({"train": {"checkpoint_every_steps": -1}}, "train.checkpoint_every_steps=-1: expected an integer >= 0"),
         ({"model": {"trust_remote_code": "yes"}}, "model.trust_remote_code='yes': expected true or false"),
+        ({"train": {"fast_dropout": 1}}, "train.fast_dropout=1: expected true or false"),
         ({"train": {"warmup_ratio": 1.0}}, "train.warmup_ratio=1.0: expected a number in [0, 1)"),
         ({"tokenize": {"max_length": 1}}, "tokenize.max_length=1: expected an integer >= 2"),
         ({"data": {"max_train_samples": 0}}, "data.max_train_samples=0"),

@@ -81,6 +81,9 @@ class TrainConfig:
     # holds sentences of similar length and carries little padding. 1 turns grouping off.
     group_by_length_batches: int = 64
     pad_to_multiple_of: int = 1
+    # On CPUs, dropout masks from 16-bit PCG64 numbers (the rate rounded to a multiple of 1/65,536),
+    # several times cheaper than torch's; false: torch's own. See pipeline/dropout.py.
+    fast_dropout: bool = True
     log_every_steps: int = 10
     # batch_size is per process; one optimizer step sees batch_size × processes × grad_accum_steps examples.
     grad_accum_steps: int = 1

@@ -4,7 +4,9 @@ The loop in :func:`train` is the reference tutorial's (``zero_grad`` → forward
 ``step``, validation after every epoch), with what a careful fine-tuning run adds: no weight decay
 on biases and LayerNorm, a linear schedule with warmup, gradient clipping, length-grouped batches
 padded per batch, bf16 (or, on GPUs, fp16) autocast, gradient accumulation, data parallelism across
-processes, checkpoints it resumes from exactly, and seeds for everything.
+processes, checkpoints it resumes from exactly, and seeds for everything. On CPUs it also draws
+dropout masks with a faster generator (``dropout.py``) and keeps freed memory for reuse
+(``allocator.py``); ``benchmarks/train_throughput.py --trials`` measures what each is worth.
 """
 
 from __future__ import annotations
@@ -27,10 +29,12 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from pipeline import parallel
+from pipeline.allocator import keep_freed_memory
 from pipeline.batching import BatchLoader, LengthGroupedBatches
 from pipeline.checkpoint import CheckpointFolder, capture_rng
 from pipeline.config import Params, TrainConfig
 from pipeline.data import EVAL_SPLIT, TRAIN_SPLIT
+from pipeline.dropout import FastCpuDropout
 from pipeline.errors import PipelineError
 from pipeline.evaluation import eval_loader, predict, score
 from pipeline.modeling import load_pretrained_classifier, load_tokenizer, save_finetuned
@@ -58,6 +62,12 @@ def training_attention(device: torch.device) -> str | None:
     SDPA's fused kernels win.
     """
     return "eager" if device.type == "cpu" else None
+
+
+def dropout_masks(cfg: TrainConfig, device: torch.device) -> contextlib.AbstractContextManager:
+    """What draws the dropout masks in training forward passes: the fast generator on CPUs if
+    ``train.fast_dropout`` is on, else torch (whose GPU kernels are fast already)."""
+    return FastCpuDropout() if cfg.fast_dropout and device.type == "cpu" else contextlib.nullcontext()
 
 
 def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
@@ -97,11 +107,13 @@ def check_cache_matches_model(meta: dict, tokenizer, model_name: str) -> None:
         )
 
 
-def train_step(model, micro_batches, optimizer, scheduler, autocast, scaler, max_grad_norm: float) -> torch.Tensor:
+def train_step(model, micro_batches, optimizer, scheduler, autocast, scaler, max_grad_norm: float,
+               dropout=contextlib.nullcontext()) -> torch.Tensor:
     """One optimizer step, as in the reference tutorial, over ``grad_accum_steps`` micro-batches.
 
-    Plus gradient clipping, the learning-rate schedule and, in fp16 only, loss scaling. Returns the
-    step's loss: the mean of its micro-batches' mean losses.
+    Plus gradient clipping, the learning-rate schedule and, in fp16 only, loss scaling. Forward
+    passes run under ``autocast`` and ``dropout`` (see :func:`dropout_masks`). Returns the step's
+    loss: the mean of its micro-batches' mean losses.
     """
     optimizer.zero_grad(set_to_none=True)
     step_loss = 0.0
@@ -109,7 +121,7 @@ def train_step(model, micro_batches, optimizer, scheduler, autocast, scaler, max
         # Data-parallel processes average their gradients once per step, on the last micro-batch.
         last = i == len(micro_batches) - 1
         with contextlib.nullcontext() if last or not isinstance(model, DistributedDataParallel) else model.no_sync():
-            with autocast:
+            with autocast, dropout:
                 loss = model(**batch).loss / len(micro_batches)
             scaler.scale(loss).backward()
         step_loss += loss.detach().float()
@@ -195,6 +207,9 @@ def _train(params: Params, group: ProcessGroup, tokenized_dir: Path, model_dir: 
     train_split, val_split = load_split(tokenized_dir, TRAIN_SPLIT), load_split(tokenized_dir, EVAL_SPLIT)
     pad = meta["pad_token_id"]
     autocast, scaler = autocast_for(cfg.precision, device), grad_scaler_for(cfg.precision, device)
+    dropout = dropout_masks(cfg, device)
+    if device.type == "cpu":
+        keep_freed_memory()  # before the model and its gradients are allocated
 
     # The checkpoint, if any, is checked before anything big is loaded, so a damaged one fails fast.
     checkpoints, found = None, None
@@ -250,7 +265,7 @@ def _train(params: Params, group: ProcessGroup, tokenized_dir: Path, model_dir: 
                 state.padded_tokens += batch["attention_mask"].numel()
             step_batches = [{name: tensor.to(device, non_blocking=True) for name, tensor in batch.items()} for batch in step_batches]
 
-            loss = train_step(ddp_model, step_batches, optimizer, scheduler, autocast, scaler, cfg.max_grad_norm)
+            loss = train_step(ddp_model, step_batches, optimizer, scheduler, autocast, scaler, cfg.max_grad_norm, dropout)
 
             state.step += 1
             state.steps_in_epoch += 1
