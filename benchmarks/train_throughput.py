@@ -12,6 +12,7 @@ the per-round ratios, which drift cancels out of).
     python benchmarks/train_throughput.py               # the table; JSON in benchmarks/results/train_throughput.json
     python benchmarks/train_throughput.py --trials      # plus the variants tried on this loop (torch.compile, ...)
     python benchmarks/train_throughput.py --profile     # plus where (c)'s step time goes, by operator kind
+    python benchmarks/train_throughput.py --only c_torch_dropout    # some of the trials (each needs ~2 GB)
 
 Reported per configuration: training samples/s, real (non-padding) tokens/s, padding fraction,
 peak RSS, and model FLOP utilisation: 6 × non-embedding parameters × real tokens per second over
@@ -21,6 +22,7 @@ the bf16 matrix-product peak (2048³) measured in the same round.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import multiprocessing
@@ -34,13 +36,14 @@ from pathlib import Path
 
 import torch
 
+from pipeline.allocator import keep_freed_memory
 from pipeline.batching import BatchLoader, LengthGroupedBatches, collate
 from pipeline.config import load_params
 from pipeline.data import subsample_indices
 from pipeline.modeling import load_pretrained_classifier, load_tokenizer
 from pipeline.tokenization import TokenizedSplit, load_split, read_meta
 from pipeline.precision import autocast_for, grad_scaler_for
-from pipeline.training import build_optimizer, get_scheduler, train_step, training_attention
+from pipeline.training import build_optimizer, dropout_masks, get_scheduler, train_step, training_attention
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,9 @@ CONFIGS = {
     "b_trainer": Config("(b) Trainer defaults: dynamic padding, random batches, fp32"),
     "b_trainer_grouped_bf16": Config("(b) Trainer: group_by_length + bf16 (+ fused AdamW, its default)"),
     "c_pipeline": Config("(c) this project's loop, default params"),
+    "b_trainer_grouped_bf16_heap": Config("(b) Trainer, group_by_length + bf16, with (c)'s allocator settings", trial=True),
+    "c_torch_dropout": Config("(c) with torch's dropout masks (train.fast_dropout=false)", trial=True),
+    "c_default_allocator": Config("(c) without its allocator settings (freed memory unmapped)", trial=True),
     "c_compile": Config("(c) + torch.compile(dynamic=True)", trial=True),
     "c_sdpa_attention": Config("(c) with SDPA attention instead of eager", trial=True),
     "c_pad8": Config("(c) with pad_to_multiple_of=8", trial=True),
@@ -145,6 +151,8 @@ def batches_forever(make_epoch: Callable[[int], Iterator]) -> Iterator:
 
 def run_manual(name: str, split, meta, model_name, cfg, rounds: Rounds | None, profile_steps: int) -> dict:
     torch.manual_seed(cfg.seed)
+    if name.startswith("c_") and name != "c_default_allocator":
+        keep_freed_memory()  # as the train stage does on a CPU
     if name == "a_tutorial":
         attention = None  # what the tutorial gets: the library's default
     elif name == "c_sdpa_attention":
@@ -179,6 +187,7 @@ def run_manual(name: str, split, meta, model_name, cfg, rounds: Rounds | None, p
         scheduler = get_scheduler(optimizer, cfg, 1_000_000)
         cpu = torch.device("cpu")
         autocast, scaler = autocast_for(cfg.precision, cpu), grad_scaler_for(cfg.precision, cpu)
+        dropout = dropout_masks(dataclasses.replace(cfg, fast_dropout=cfg.fast_dropout and name != "c_torch_dropout"), cpu)
         forward = torch.compile(model, dynamic=True) if name == "c_compile" else model
 
         def make_epoch(epoch):
@@ -186,7 +195,7 @@ def run_manual(name: str, split, meta, model_name, cfg, rounds: Rounds | None, p
             return iter(loader)
 
         def step(batch):
-            train_step(forward, [batch], optimizer, scheduler, autocast, scaler, cfg.max_grad_norm)
+            train_step(forward, [batch], optimizer, scheduler, autocast, scaler, cfg.max_grad_norm, dropout)
 
     data = batches_forever(make_epoch)
     if rounds is not None:
@@ -203,6 +212,8 @@ def run_trainer(name: str, split, meta, model_name, cfg, rounds: Rounds, workdir
     from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
 
     torch.manual_seed(cfg.seed)
+    if name.endswith("_heap"):
+        keep_freed_memory()
     tokenizer = load_tokenizer(model_name)
     model = load_pretrained_classifier(model_name, meta["label_names"])
     dataset = datasets.Dataset.from_dict({
@@ -218,7 +229,7 @@ def run_trainer(name: str, split, meta, model_name, cfg, rounds: Rounds, workdir
             if not rounds.after_step():
                 control.should_training_stop = True
 
-    extra = {"train_sampling_strategy": "group_by_length", "bf16": True} if name.endswith("bf16") else {}
+    extra = {"train_sampling_strategy": "group_by_length", "bf16": True} if "grouped_bf16" in name else {}
     args = TrainingArguments(
         output_dir=str(workdir), per_device_train_batch_size=cfg.batch_size, max_steps=1_000_000,
         learning_rate=cfg.lr, use_cpu=True, report_to="none", save_strategy="no", logging_strategy="no",
@@ -232,7 +243,8 @@ def run_trainer(name: str, split, meta, model_name, cfg, rounds: Rounds, workdir
 
 OPERATOR_KINDS = {
     "matrix products": ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::matmul", "aten::linear"),
-    "dropout masks (serial random numbers)": ("aten::bernoulli_",),
+    # torch's sampler, or this project's (a Python autograd function: its own time is numpy's generator).
+    "dropout masks": ("aten::bernoulli_", "_Dropout", "_DropoutBackward", "aten::ge"),
     "optimizer (fused AdamW, gradient clipping)": ("aten::_fused_adamw_", "aten::linalg_vector_norm", "aten::_foreach_norm",
                                                    "aten::_foreach_mul_", "aten::clamp"),
     "dtype casts and copies (autocast)": ("aten::copy_", "aten::_to_copy"),
@@ -258,15 +270,18 @@ def profile_step_time(step: Callable[[], None], steps: int) -> dict:
     return {"steps": steps, "ms_per_step": total / steps / 1e3, "fractions": {k: v / total for k, v in by_kind.items()}}
 
 
-def worker(name: str, connection, warmup: int, round_seconds: float, profile_steps: int, workdir: str) -> None:
+def worker(name: str, connection, warmup: int, round_seconds: float, profile_steps: int, workdir: str,
+           batch_size: int | None) -> None:
     params = load_params("params.yaml")
+    if batch_size:
+        params = dataclasses.replace(params, train=dataclasses.replace(params.train, batch_size=batch_size))
     meta = read_meta("data/tokenized")
     # The Trainer shrinks its length-grouping windows ("megabatches", 50 batches) to a quarter of a
     # small dataset; with 200 batches' worth it uses full ones, as in a real epoch. A pass over the
     # pool meets every length.
     pool_steps = max(POOL_BATCHES, params.train.group_by_length_batches)
     split = sample(load_split("data/tokenized", "train"), params.train.batch_size * pool_steps)
-    grouped = name.startswith("c_") or name.endswith("grouped_bf16")
+    grouped = name.startswith("c_") or "grouped_bf16" in name
     # Grouped configurations warm up for one pass, so that their rounds start where a pass does.
     rounds = Rounds(connection, pool_steps if grouped else warmup, pool_steps if grouped else None, round_seconds)
     if name.startswith("b_"):
@@ -284,7 +299,7 @@ def start_worker(name: str, context, args) -> tuple[multiprocessing.Process, obj
     try:
         process = context.Process(target=worker, args=(name, child_end, args.warmup, args.round_seconds,
                                                        args.profile_steps if name == "c_pipeline" else 0,
-                                                       str(args.out.parent)))
+                                                       str(args.out.parent), args.batch_size))
         process.start()
     finally:
         os.environ.clear()
@@ -300,19 +315,28 @@ def main() -> None:
     parser.add_argument("--round-seconds", type=float, default=4.0, help="length of one turn")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps before the first round")
     parser.add_argument("--trials", action="store_true", help="also measure the variants of (c) that were tried")
+    parser.add_argument("--only", nargs="+", choices=list(CONFIGS), default=None, metavar="NAME",
+                        help="measure only these configurations (and the (a), fastest (b) and (c) the ratios need)")
     parser.add_argument("--profile", dest="profile_steps", type=int, nargs="?", const=10, default=0,
                         help="after the rounds, profile this many steps of (c) (default 10)")
+    parser.add_argument("--batch-size", type=int, default=None, help="instead of train.batch_size of params.yaml, for all")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/train_throughput.json"))
     args = parser.parse_args()
     args.out.parent.mkdir(parents=True, exist_ok=True)
 
     params = load_params("params.yaml")
+    if args.batch_size:
+        params = dataclasses.replace(params, train=dataclasses.replace(params.train, batch_size=args.batch_size))
     model = load_pretrained_classifier(params.model.name, read_meta("data/tokenized")["label_names"])
     embedding = sum(p.numel() for n, p in model.named_parameters() if "embeddings" in n)
     non_embedding = sum(p.numel() for p in model.parameters()) - embedding
     del model
 
-    names = [name for name, config in CONFIGS.items() if args.trials or not config.trial]
+    if args.only:
+        required = {"a_tutorial", "b_trainer_grouped_bf16", "c_pipeline"}
+        names = [name for name in CONFIGS if name in required or name in args.only]
+    else:
+        names = [name for name, config in CONFIGS.items() if args.trials or not config.trial]
     context = multiprocessing.get_context("spawn")
     workers = {}
     for name in names:
@@ -338,7 +362,8 @@ def main() -> None:
     def tokens_per_s(name: str) -> list[float]:
         return [r["real_tokens"] / r["seconds"] for r in rounds[name]]
 
-    best_trainer_by_round = [max(values) for values in zip(*(tokens_per_s(n) for n in names if n.startswith("b_")))]
+    trainers = [n for n in names if n.startswith("b_") and not CONFIGS[n].trial]
+    best_trainer_by_round = [max(values) for values in zip(*(tokens_per_s(n) for n in trainers))]
     rows = {}
     for name in names:
         counted = {key: sum(r[key] for r in rounds[name]) for key in ("seconds", "samples", "real_tokens", "padded_tokens")}
