@@ -18,7 +18,9 @@ class _MallInfo2(ctypes.Structure):
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the allocator settings are glibc's")
 def test_a_freed_large_block_stays_in_the_heap_for_the_next_one():
-    libc = ctypes.CDLL("libc.so.6")
+    libc = ctypes.CDLL(None)
+    if not hasattr(libc, "mallinfo2"):
+        pytest.skip("mallinfo2 needs glibc 2.33 or later")
     libc.mallinfo2.restype = _MallInfo2
     assert keep_freed_memory() is True
     assert keep_freed_memory() is True  # a second call changes nothing

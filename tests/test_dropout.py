@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from pipeline import dropout as fast
-from pipeline.dropout import FastCpuDropout, dropout, rounded_rate
+from pipeline.dropout import FastCpuDropout, dropout, dropped_levels, keep_from_draws, rounded_rate
 
 
 @pytest.mark.parametrize("p", [0.1, 0.25, 0.5, 0.9])
@@ -33,6 +33,14 @@ def test_the_rate_is_rounded_to_a_multiple_of_one_in_65536():
     assert rounded_rate(0.5) == 0.5
 
 
+@pytest.mark.parametrize("p", [0.1, 0.5, 1 / 65536, 0.9999])
+def test_of_all_65536_draws_exactly_the_rounded_rate_drop(p):
+    every_draw = torch.arange(-(2**15), 2**15, dtype=torch.int32).to(torch.int16)
+    keep = keep_from_draws(every_draw, p)
+    assert keep.dtype == torch.uint8
+    assert (keep == 0).sum().item() == dropped_levels(p)
+
+
 def test_masks_follow_torch_seed():
     x = torch.ones(4096)
     torch.manual_seed(1)
@@ -47,9 +55,10 @@ def test_masks_follow_torch_seed():
 
 
 def test_mask_elements_are_independent_of_their_neighbours():
-    # Four mask elements come out of each 64-bit number; they must not be correlated.
+    # Four mask elements come out of each 64-bit number; they must not be correlated. At p = 0.3
+    # the decision depends on more than the top bit of each 16-bit draw.
     torch.manual_seed(0)
-    kept = (dropout(torch.ones(400_000), 0.5) != 0).float()
+    kept = (dropout(torch.ones(400_000), 0.3) != 0).float()
     neighbours = kept.view(-1, 4)
     correlation = torch.corrcoef(neighbours.T)
     off_diagonal = correlation[~torch.eye(4, dtype=torch.bool)]
@@ -68,17 +77,29 @@ def test_gradient_passes_through_kept_elements_only_with_the_same_scale():
 
 def test_bf16_stays_bf16_and_is_scaled_in_fp32():
     torch.manual_seed(0)
-    x = torch.full((10_000,), 3.0, dtype=torch.bfloat16)
+    x = torch.full((10_000,), 3.5, dtype=torch.bfloat16)
     out = dropout(x, 0.1)
     assert out.dtype == torch.bfloat16
     kept = out[out != 0]
-    assert torch.equal(kept, torch.full_like(kept, 3.0 / (1 - rounded_rate(0.1))))
+    # 3.5 × 1.11112 rounds to 3.890625 in bf16; with the scale itself in bf16 (1.109375), as in
+    # torch's dropout, it would be 3.875.
+    assert torch.equal(kept, torch.full_like(kept, 3.890625))
+    assert not torch.equal(kept, x[: len(kept)] * torch.tensor(1 / 0.9, dtype=torch.bfloat16))
 
 
-@pytest.mark.parametrize("p", [0.0, 1.0])
-def test_nothing_or_everything_dropped_is_torch_own(p):
+def test_nothing_or_everything_dropped():
     x = torch.randn(100)
-    assert torch.equal(dropout(x, p), F.dropout(x, p, training=True))
+    assert torch.equal(dropout(x, 0.0), x)
+    assert torch.equal(dropout(x, 1.0), torch.zeros(100))
+
+
+def test_a_rate_that_rounds_to_zero_is_left_to_torch():
+    # 1e-6 is closer to 0 than to 1/65536; torch's own dropout still applies it exactly.
+    x = torch.randn(100)
+    torch.manual_seed(3)
+    ours = dropout(x, 1e-6)
+    torch.manual_seed(3)
+    assert torch.equal(ours, F.dropout(x, 1e-6, training=True))
 
 
 def test_an_invalid_rate_fails_as_in_torch():
