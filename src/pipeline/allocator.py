@@ -4,8 +4,9 @@ Every training step allocates the gradient of the word embeddings afresh: 30,522
 47 MB for MiniLM. glibc's ``malloc`` serves any block over 32 MB with a fresh ``mmap`` and hands
 it back to the system with ``munmap`` when it is freed, so every step the kernel has to map and
 zero 11,500 new pages. On a 2-core VM that measured 12 ms for one ``torch.zeros(30522, 384)``,
-against 1 ms in memory the process already holds (``benchmarks/dropout_and_allocation.py``). With ``mmap`` off and the top of the heap
-never trimmed, freed blocks stay in the heap and the next step reuses them.
+against 1 ms in memory the process already holds (``benchmarks/dropout_and_allocation.py``).
+With ``mmap`` off and the top of the heap never trimmed, freed blocks stay in the heap and the
+next step reuses them.
 
 Only glibc has these settings; elsewhere (macOS, musl, Windows) this does nothing.
 """

@@ -6,7 +6,8 @@ on biases and LayerNorm, a linear schedule with warmup, gradient clipping, lengt
 padded per batch, bf16 (or, on GPUs, fp16) autocast, gradient accumulation, data parallelism across
 processes, checkpoints it resumes from exactly, and seeds for everything. On CPUs it also draws
 dropout masks with a faster generator (``dropout.py``) and keeps freed memory for reuse
-(``allocator.py``); ``benchmarks/train_throughput.py --trials`` measures what each is worth.
+(``allocator.py``); ``benchmarks/train_throughput.py --only c_torch_dropout c_default_allocator``
+measures what each is worth.
 """
 
 from __future__ import annotations
