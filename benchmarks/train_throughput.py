@@ -43,6 +43,7 @@ from pipeline.data import subsample_indices
 from pipeline.modeling import load_pretrained_classifier, load_tokenizer
 from pipeline.tokenization import TokenizedSplit, load_split, read_meta
 from pipeline.precision import autocast_for, grad_scaler_for
+from pipeline import training
 from pipeline.training import build_optimizer, dropout_masks, get_scheduler, train_step, training_attention
 
 
@@ -61,6 +62,7 @@ CONFIGS = {
     "b_trainer_grouped_bf16_heap": Config("(b) Trainer, group_by_length + bf16, with (c)'s allocator settings", trial=True),
     "c_torch_dropout": Config("(c) with torch's dropout masks (train.fast_dropout=false)", trial=True),
     "c_default_allocator": Config("(c) without its allocator settings (freed memory unmapped)", trial=True),
+    "c_clip_pass": Config("(c) clipping in a pass of its own (clip_grad_norm_, then the step)", trial=True),
     "c_compile": Config("(c) + torch.compile(dynamic=True)", trial=True),
     "c_sdpa_attention": Config("(c) with SDPA attention instead of eager", trial=True),
     "c_pad8": Config("(c) with pad_to_multiple_of=8", trial=True),
@@ -149,6 +151,12 @@ def batches_forever(make_epoch: Callable[[int], Iterator]) -> Iterator:
         yield from make_epoch(epoch)
 
 
+def clip_then_step(optimizer: torch.optim.Optimizer, max_grad_norm: float) -> None:
+    """How Trainer and this loop before ``clipped_step`` clip: a multiply of every gradient, then the step."""
+    torch.nn.utils.clip_grad_norm_([p for group in optimizer.param_groups for p in group["params"]], max_grad_norm)
+    optimizer.step()
+
+
 def run_manual(name: str, split, meta, model_name, cfg, rounds: Rounds | None, profile_steps: int) -> dict:
     torch.manual_seed(cfg.seed)
     if name.startswith("c_") and name != "c_default_allocator":
@@ -189,6 +197,8 @@ def run_manual(name: str, split, meta, model_name, cfg, rounds: Rounds | None, p
         autocast, scaler = autocast_for(cfg.precision, cpu), grad_scaler_for(cfg.precision, cpu)
         dropout = dropout_masks(dataclasses.replace(cfg, fast_dropout=cfg.fast_dropout and name != "c_torch_dropout"), cpu)
         forward = torch.compile(model, dynamic=True) if name == "c_compile" else model
+        if name == "c_clip_pass":  # this worker process only: train_step clips as Trainer does
+            training.clipped_step = clip_then_step
 
         def make_epoch(epoch):
             batches.set_epoch(epoch)
