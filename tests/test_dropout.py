@@ -107,7 +107,7 @@ def test_an_invalid_rate_fails_as_in_torch():
         dropout(torch.ones(3), 1.5)
 
 
-def test_the_mode_reroutes_training_dropout_only(monkeypatch):
+def test_it_reroutes_training_dropout_only_while_active(monkeypatch):
     calls = []
     monkeypatch.setattr(fast, "dropout", lambda x, p: calls.append(p) or x)
     x = torch.ones(8)
@@ -116,8 +116,19 @@ def test_the_mode_reroutes_training_dropout_only(monkeypatch):
         torch.nn.Dropout(0.3)(x)
         F.dropout(x, 0.4, training=False)  # evaluation: torch, which passes x through
         F.dropout(x.clone(), 0.5, inplace=True)  # in place: torch's
-    F.dropout(x, 0.6)  # outside the mode
+    F.dropout(x, 0.6)  # after it
     assert calls == [0.2, 0.3]
+
+
+def test_torch_dropout_is_back_after_it_even_after_an_error_or_nested_use():
+    torch_dropout = F.dropout
+    with pytest.raises(RuntimeError, match="stop"):
+        with FastCpuDropout():
+            with FastCpuDropout():
+                pass
+            assert F.dropout is not torch_dropout  # the inner one restored the outer one's, not torch's
+            raise RuntimeError("stop")
+    assert F.dropout is torch_dropout is fast.TORCH_DROPOUT
 
 
 def test_every_dropout_of_a_model_goes_through_it_attention_included(tiny_bert, monkeypatch):

@@ -24,9 +24,10 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.overrides import TorchFunctionMode
 
 LEVELS = 1 << 16  # a mask element is one uniform 16-bit number
+
+TORCH_DROPOUT = F.dropout  # torch's own, whatever FastCpuDropout puts in its place
 
 
 def dropped_levels(p: float) -> int:
@@ -77,28 +78,32 @@ class _Dropout(torch.autograd.Function):
 def dropout(x: torch.Tensor, p: float) -> torch.Tensor:
     """Training-mode dropout of ``x`` at rate ``p`` (rounded to a multiple of 1/65,536)."""
     if not 0 < dropped_levels(p) < LEVELS:
-        return F.dropout(x, p, training=True)  # nothing or everything dropped: torch's own handles it
+        return TORCH_DROPOUT(x, p, training=True)  # nothing or everything dropped: torch's own handles it
     return _Dropout.apply(x, p)
 
 
-def _arguments(input, p=0.5, training=True, inplace=False):
-    """The arguments of a ``torch.nn.functional.dropout`` call, by name: the same signature."""
-    return input, p, training, inplace
+def _routed_dropout(input: torch.Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> torch.Tensor:
+    """``torch.nn.functional.dropout``, with :func:`dropout` for training-mode CPU tensors."""
+    if training and not inplace and input.device.type == "cpu":
+        return dropout(input, p)
+    return TORCH_DROPOUT(input, p, training, inplace)
 
 
-class FastCpuDropout(TorchFunctionMode):
+class FastCpuDropout:
     """While active, ``torch.nn.functional.dropout`` on CPU tensors in training mode uses :func:`dropout`.
 
     Everything else (evaluation mode, in-place dropout, tensors on a GPU, where torch's own kernel
-    is fast) goes to torch unchanged. Every torch call of the forward pass passes through
-    ``__torch_function__`` while the mode is active; that Python detour is included in the
-    speed-ups the benchmarks measured.
+    is fast) goes to torch unchanged. It swaps the function in ``torch.nn.functional`` for the
+    duration, which ``nn.Dropout`` and models' attention code look up at every call. A
+    ``TorchFunctionMode`` would see the calls without the swap, but it puts a Python detour on
+    every torch call of the forward pass, which cost 2% of a training step. Being a swap, it
+    reaches every thread while active: the train stage runs the model on one thread.
     """
 
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if func is F.dropout:
-            x, p, training, inplace = _arguments(*args, **kwargs)
-            if training and not inplace and x.device.type == "cpu":
-                return dropout(x, p)
-        return func(*args, **kwargs)
+    def __enter__(self) -> FastCpuDropout:
+        self._outer = F.dropout  # restored on exit, so that nested uses unwind in order
+        F.dropout = _routed_dropout
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        F.dropout = self._outer
