@@ -4,10 +4,11 @@ The loop in :func:`train` is the reference tutorial's (``zero_grad`` → forward
 ``step``, validation after every epoch), with what a careful fine-tuning run adds: no weight decay
 on biases and LayerNorm, a linear schedule with warmup, gradient clipping, length-grouped batches
 padded per batch, bf16 (or, on GPUs, fp16) autocast, gradient accumulation, data parallelism across
-processes, checkpoints it resumes from exactly, and seeds for everything. On CPUs it also draws
-dropout masks with a faster generator (``dropout.py``) and keeps freed memory for reuse
-(``allocator.py``); ``benchmarks/train_throughput.py --only c_torch_dropout c_default_allocator``
-measures what each is worth.
+processes, checkpoints it resumes from exactly, and seeds for everything. It clips gradients inside
+the fused AdamW step (:func:`clipped_step`), and on CPUs it draws dropout masks with a faster
+generator (``dropout.py``) and keeps freed memory for reuse (``allocator.py``);
+``benchmarks/train_throughput.py --only c_clip_pass c_torch_dropout c_default_allocator`` measures
+what each is worth.
 """
 
 from __future__ import annotations
