@@ -25,7 +25,7 @@ import torch
 from pipeline.allocator import keep_freed_memory
 from pipeline.config import load_params
 from pipeline.modeling import load_pretrained_classifier
-from pipeline.training import build_optimizer, clipped_step
+from pipeline.training import build_optimizer, clip_then_step, clipped_step
 
 
 def main() -> None:
@@ -46,13 +46,9 @@ def main() -> None:
         # factor is clamped to 1, so its cost does not depend on how far over the limit the norm is.
         p.grad = torch.randn_like(p) * 3e-3
 
-    def clip_then_step() -> None:
-        torch.nn.utils.clip_grad_norm_(parameters, cfg.max_grad_norm)
-        optimizer.step()
-
     ways = {
         "fused AdamW step, no clipping": optimizer.step,
-        "clip_grad_norm_, then the fused AdamW step": clip_then_step,
+        "clip_grad_norm_, then the fused AdamW step": lambda: clip_then_step(optimizer, cfg.max_grad_norm),
         "clipped_step: clipping inside the fused AdamW step": lambda: clipped_step(optimizer, cfg.max_grad_norm),
         "get_total_norm alone": lambda: torch.nn.utils.get_total_norm([p.grad for p in parameters]),
     }

@@ -151,12 +151,6 @@ def batches_forever(make_epoch: Callable[[int], Iterator]) -> Iterator:
         yield from make_epoch(epoch)
 
 
-def clip_then_step(optimizer: torch.optim.Optimizer, max_grad_norm: float) -> None:
-    """How Trainer and this loop before ``clipped_step`` clip: a multiply of every gradient, then the step."""
-    torch.nn.utils.clip_grad_norm_([p for group in optimizer.param_groups for p in group["params"]], max_grad_norm)
-    optimizer.step()
-
-
 def run_manual(name: str, split, meta, model_name, cfg, rounds: Rounds | None, profile_steps: int) -> dict:
     torch.manual_seed(cfg.seed)
     if name.startswith("c_") and name != "c_default_allocator":
@@ -198,7 +192,7 @@ def run_manual(name: str, split, meta, model_name, cfg, rounds: Rounds | None, p
         dropout = dropout_masks(dataclasses.replace(cfg, fast_dropout=cfg.fast_dropout and name != "c_torch_dropout"), cpu)
         forward = torch.compile(model, dynamic=True) if name == "c_compile" else model
         if name == "c_clip_pass":  # this worker process only: train_step clips as Trainer does
-            training.clipped_step = clip_then_step
+            training.clipped_step = training.clip_then_step
 
         def make_epoch(epoch):
             batches.set_epoch(epoch)

@@ -147,18 +147,26 @@ def clipped_step(optimizer: torch.optim.Optimizer, max_grad_norm: float) -> None
     ``norm / max_grad_norm`` clips the same gradients without the extra pass: about 2% of a CPU step
     (``benchmarks/optimizer_step.py``). Other optimizers get ``clip_grad_norm_``.
     """
-    parameters = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
     if not all(group.get("fused") for group in optimizer.param_groups):
-        torch.nn.utils.clip_grad_norm_(parameters, max_grad_norm)
-        optimizer.step()
+        clip_then_step(optimizer, max_grad_norm)
         return
-    norm = torch.nn.utils.get_total_norm([p.grad for p in parameters])
+    norm = torch.nn.utils.get_total_norm([p.grad for p in _parameters_with_grads(optimizer)])
     # clip_grad_norm_'s factor, max_grad_norm / (norm + 1e-6) where that is under 1, as a divisor.
     optimizer.grad_scale = ((norm + 1e-6) / max_grad_norm).clamp(min=1.0)
     try:
         optimizer.step()
     finally:
         del optimizer.grad_scale
+
+
+def clip_then_step(optimizer: torch.optim.Optimizer, max_grad_norm: float) -> None:
+    """Clipping in a pass of its own, as Hugging Face Trainer does: ``clip_grad_norm_``, then the step."""
+    torch.nn.utils.clip_grad_norm_(_parameters_with_grads(optimizer), max_grad_norm)
+    optimizer.step()
+
+
+def _parameters_with_grads(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
+    return [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
 
 
 @dataclass
