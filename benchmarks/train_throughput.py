@@ -11,7 +11,6 @@ the per-round ratios, which drift cancels out of).
 
     python benchmarks/train_throughput.py               # the table; JSON in benchmarks/results/train_throughput.json
     python benchmarks/train_throughput.py --trials      # plus the variants tried on this loop (torch.compile, ...)
-    python benchmarks/train_throughput.py --profile     # plus where (c)'s step time goes, by operator kind
     python benchmarks/train_throughput.py --only c_torch_dropout    # some of the trials (each needs ~2 GB)
 
 Reported per configuration: training samples/s, real (non-padding) tokens/s, padding fraction,
@@ -151,7 +150,7 @@ def batches_forever(make_epoch: Callable[[int], Iterator]) -> Iterator:
         yield from make_epoch(epoch)
 
 
-def run_manual(name: str, split, meta, model_name, cfg, rounds: Rounds | None, profile_steps: int) -> dict:
+def run_manual(name: str, split, meta, model_name, cfg, rounds: Rounds) -> dict:
     torch.manual_seed(cfg.seed)
     if name.startswith("c_") and name != "c_default_allocator":
         keep_freed_memory()  # as the train stage does on a CPU
@@ -202,13 +201,12 @@ def run_manual(name: str, split, meta, model_name, cfg, rounds: Rounds | None, p
             train_step(forward, [batch], optimizer, scheduler, autocast, scaler, cfg.max_grad_norm, dropout)
 
     data = batches_forever(make_epoch)
-    if rounds is not None:
-        rounds.counter = TokenCounter(forward if name == "c_compile" else model)
-        while True:
-            step(next(data))
-            if not rounds.after_step():
-                break
-    return {"profile": profile_step_time(lambda: step(next(data)), profile_steps)} if profile_steps else {}
+    rounds.counter = TokenCounter(forward if name == "c_compile" else model)
+    while True:
+        step(next(data))
+        if not rounds.after_step():
+            break
+    return {}
 
 
 def run_trainer(name: str, split, meta, model_name, cfg, rounds: Rounds, workdir: Path) -> dict:
@@ -245,36 +243,7 @@ def run_trainer(name: str, split, meta, model_name, cfg, rounds: Rounds, workdir
     return {}
 
 
-OPERATOR_KINDS = {
-    "matrix products": ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::matmul", "aten::linear"),
-    # torch's sampler, or this project's (a Python autograd function: its own time is numpy's generator).
-    "dropout masks": ("aten::bernoulli_", "_Dropout", "_DropoutBackward", "aten::ge"),
-    "optimizer (fused AdamW, gradient clipping)": ("aten::_fused_adamw_", "aten::linalg_vector_norm", "aten::_foreach_norm",
-                                                   "aten::_foreach_mul_", "aten::clamp"),
-    "dtype casts and copies (autocast)": ("aten::copy_", "aten::_to_copy"),
-    "zero-filled buffers (embedding gradient)": ("aten::fill_", "aten::zero_"),
-    "softmax, GELU, LayerNorm and their gradients": ("aten::_softmax", "aten::_softmax_backward_data", "aten::gelu",
-                                                     "aten::gelu_backward", "aten::native_layer_norm",
-                                                     "aten::native_layer_norm_backward"),
-}
-
-
-def profile_step_time(step: Callable[[], None], steps: int) -> dict:
-    """Self CPU time of ``steps`` training steps, by kind of operator, as fractions of the total."""
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        for _ in range(steps):
-            step()
-    by_kind = dict.fromkeys([*OPERATOR_KINDS, "everything else"], 0.0)
-    for event in prof.key_averages():
-        kind = next((k for k, names in OPERATOR_KINDS.items() if event.key in names), "everything else")
-        by_kind[kind] += event.self_cpu_time_total
-    total = sum(by_kind.values())
-    return {"steps": steps, "ms_per_step": total / steps / 1e3, "fractions": {k: v / total for k, v in by_kind.items()}}
-
-
-def worker(name: str, connection, warmup: int, round_seconds: float, profile_steps: int, workdir: str,
+def worker(name: str, connection, warmup: int, round_seconds: float, workdir: str,
            batch_size: int | None) -> None:
     params = load_params("params.yaml")
     if batch_size:
@@ -291,7 +260,7 @@ def worker(name: str, connection, warmup: int, round_seconds: float, profile_ste
     if name.startswith("b_"):
         result = run_trainer(name, split, meta, params.model.name, params.train, rounds, Path(workdir) / f"trainer-{name}")
     else:
-        result = run_manual(name, split, meta, params.model.name, params.train, rounds, profile_steps)
+        result = run_manual(name, split, meta, params.model.name, params.train, rounds)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     connection.send(result)
 
@@ -302,7 +271,6 @@ def start_worker(name: str, context, args) -> tuple[multiprocessing.Process, obj
     os.environ.update(CONFIGS[name].env)  # a spawned process starts with the environment it is given here
     try:
         process = context.Process(target=worker, args=(name, child_end, args.warmup, args.round_seconds,
-                                                       args.profile_steps if name == "c_pipeline" else 0,
                                                        str(args.out.parent), args.batch_size))
         process.start()
     finally:
@@ -321,8 +289,6 @@ def main() -> None:
     parser.add_argument("--trials", action="store_true", help="also measure the variants of (c) that were tried")
     parser.add_argument("--only", nargs="+", choices=list(CONFIGS), default=None, metavar="NAME",
                         help="measure only these configurations (and the (a), fastest (b) and (c) the ratios need)")
-    parser.add_argument("--profile", dest="profile_steps", type=int, nargs="?", const=10, default=0,
-                        help="after the rounds, profile this many steps of (c) (default 10)")
     parser.add_argument("--batch-size", type=int, default=None, help="instead of train.batch_size of params.yaml, for all")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/train_throughput.json"))
     args = parser.parse_args()
@@ -401,12 +367,6 @@ def main() -> None:
     report = {"peaks_flop_per_s": median_peaks, "peaks_by_round": peaks, "threads": torch.get_num_threads(),
               "batch_size": params.train.batch_size, "rounds": args.rounds, "round_seconds": args.round_seconds,
               "warmup_steps": args.warmup, "non_embedding_parameters": non_embedding, "rows": rows}
-    if "profile" in extras["c_pipeline"]:
-        profile = report["profile_c_pipeline"] = extras["c_pipeline"]["profile"]
-        print(f"\nwhere a step of (c) goes ({profile['steps']} profiled steps, {profile['ms_per_step']:.0f} ms each):\n")
-        print("| operators | share of step time |\n|---|---|")
-        for kind, fraction in profile["fractions"].items():
-            print(f"| {kind} | {fraction:.0%} |")
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwritten to {args.out}")
 

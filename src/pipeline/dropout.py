@@ -2,7 +2,7 @@
 
 On a CPU, torch draws a dropout mask one Mersenne Twister number per element, on one thread:
 about 5 ns per element on a 2-core EPYC, which made drawing masks a fifth of a MiniLM training
-step (``python benchmarks/train_throughput.py --profile``). Here a mask comes from numpy's PCG64
+step (measured under ``torch.profiler``). Here a mask comes from numpy's PCG64
 generator, four 16-bit numbers out of every 64-bit one, and is applied with vectorised byte and
 bf16 arithmetic: under 1 ns per element all told (``benchmarks/dropout_and_allocation.py``).
 

@@ -1,0 +1,243 @@
+"""Where a training step of this project's loop goes, measured without a profiler, and what bounds its MFU.
+
+``torch.profiler`` puts its own cost on every operator and changes where memory lands: under it,
+zero-filling the 47 MB word-embedding gradient took 84 ms of a 273 ms step, where the same steps
+took 218 ms without it and, once warm, fault no pages. So this measures by subtraction instead, every part on the same batches, the parts taking turns batch by
+batch:
+
+- **step**: ``train_step`` as the train stage runs it, with the default params;
+- **forward + backward**: the same without the optimizer step (clipping, fused AdamW, schedule);
+- **forward + backward without dropout**: every ``nn.Dropout`` at rate 0;
+- **fixed cost**: forward + backward of one 4-token sentence without dropout, once per batch:
+  what operator dispatch, Python, autograd and autocast's weight casts cost however small the batch;
+- **matrix products alone**: every ``mm``, ``addmm`` and ``bmm`` of the forward and backward
+  passes, replayed with the same shapes, dtypes and memory layouts on random data;
+- the bf16 matrix-product peak (2048³), measured every round, as in ``train_throughput.py``.
+
+The batches are one length-grouping window of a seeded sample of the tokenized training split
+(``train.group_by_length_batches`` batches), so they span SST-2's sentence lengths as an epoch
+does. MFU counts 6 × non-embedding parameters per real token, as ``train_throughput.py`` does.
+
+    python benchmarks/step_breakdown.py      # about 5 minutes; JSON in benchmarks/results/step_breakdown.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from pipeline.allocator import keep_freed_memory
+from pipeline.batching import BatchLoader, LengthGroupedBatches
+from pipeline.config import load_params
+from pipeline.modeling import load_pretrained_classifier
+from pipeline.precision import autocast_for, grad_scaler_for
+from pipeline.tokenization import load_split, read_meta
+from pipeline.training import build_optimizer, dropout_masks, get_scheduler, train_step, training_attention
+from train_throughput import matmul_peak, sample
+
+MATMULS = {torch.ops.aten.mm.default, torch.ops.aten.addmm.default, torch.ops.aten.bmm.default,
+           torch.ops.aten.baddbmm.default}
+
+
+class MatmulRecorder(TorchDispatchMode):
+    """Notes the shape, layout and dtype of every matrix product it sees (backward passes included)."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func in MATMULS:
+            self.calls.append((func, [(a.shape, a.stride(), a.dtype) if isinstance(a, torch.Tensor) else a for a in args],
+                               kwargs or {}))
+        return func(*args, **(kwargs or {}))
+
+
+def matmul_flops(func, args) -> int:
+    """2·M·N·K (times the batch for ``bmm``) of one recorded product."""
+    left, right = (args[1], args[2]) if func in (torch.ops.aten.addmm.default, torch.ops.aten.baddbmm.default) else args[:2]
+    return 2 * math.prod(left[0]) * right[0][-1]
+
+
+def replayers(call_lists: list[list]) -> list[Callable[[], None]]:
+    """For each list of recorded calls, a function that runs them again on random memory, same layouts."""
+    def extent(shape, stride):
+        return 1 + sum((n - 1) * s for n, s in zip(shape, stride))
+
+    sizes = {}
+    for _, args, _ in (call for calls in call_lists for call in calls):
+        for a in args:
+            if isinstance(a, tuple):
+                sizes[a[2]] = max(sizes.get(a[2], 0), extent(a[0], a[1]))
+    memory = {dtype: torch.randn(n, dtype=dtype) for dtype, n in sizes.items()}  # one pool, shared by all
+
+    def replayer(calls: list) -> Callable[[], None]:
+        ready = [(func, [memory[a[2]].as_strided(a[0], a[1]) if isinstance(a, tuple) else a for a in args], kwargs)
+                 for func, args, kwargs in calls]
+
+        def replay() -> None:
+            for func, args, kwargs in ready:
+                func(*args, **kwargs)
+        return replay
+    return [replayer(calls) for calls in call_lists]
+
+
+@contextlib.contextmanager
+def without_dropout(model: torch.nn.Module):
+    layers = [m for m in model.modules() if isinstance(m, torch.nn.Dropout)]
+    rates = [m.p for m in layers]
+    for m in layers:
+        m.p = 0.0  # torch returns its input untouched at rate 0
+    try:
+        yield
+    finally:
+        for m, p in zip(layers, rates):
+            m.p = p
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/step_breakdown.json"))
+    args = parser.parse_args()
+
+    keep_freed_memory()  # as the train stage does on a CPU
+    params = load_params("params.yaml")
+    cfg, cpu = params.train, torch.device("cpu")
+    meta = read_meta("data/tokenized")
+    window = cfg.group_by_length_batches
+    split = sample(load_split("data/tokenized", "train"), cfg.batch_size * window)
+    batches = list(BatchLoader(split, LengthGroupedBatches(split.lengths, cfg.batch_size, shuffle=True, seed=cfg.seed,
+                                                           group_batches=window),
+                               meta["pad_token_id"], cfg.pad_to_multiple_of))
+    real_tokens = sum(int(b["attention_mask"].sum()) for b in batches)
+    padded_tokens = sum(b["attention_mask"].numel() for b in batches)
+    first = next(i for i in range(len(split)) if len(split[i][0]) >= 4)
+    tiny = {"input_ids": split[first][0][None, :4], "attention_mask": torch.ones(1, 4, dtype=torch.long),
+            "labels": split.labels[first:first + 1]}
+
+    torch.manual_seed(cfg.seed)
+    model = load_pretrained_classifier(params.model.name, meta["label_names"], attn_implementation=training_attention(cpu))
+    model.train()
+    optimizer = build_optimizer(model, cfg)
+    scheduler = get_scheduler(optimizer, cfg, 1_000_000)
+    autocast, scaler, dropout = autocast_for(cfg.precision, cpu), grad_scaler_for(cfg.precision, cpu), dropout_masks(cfg, cpu)
+    embedding = sum(p.numel() for n, p in model.named_parameters() if "embeddings" in n)
+    counted_flops = 6 * (sum(p.numel() for p in model.parameters()) - embedding) * real_tokens
+
+    def forward_backward(batch) -> None:
+        with autocast, dropout:
+            loss = model(**batch).loss
+        loss.backward()
+        optimizer.zero_grad(set_to_none=True)
+
+    def forward_backward_without_dropout(batch) -> None:
+        with without_dropout(model):
+            forward_backward(batch)
+
+    recorders = [MatmulRecorder() for _ in batches]
+    for recorder, batch in zip(recorders, batches):
+        with recorder:
+            forward_backward(batch)
+    replays = replayers([recorder.calls for recorder in recorders])
+    matmul_flops_total = sum(matmul_flops(func, a) for recorder in recorders for func, a, _ in recorder.calls)
+
+    # Each part runs on batch i, then the next part on batch i, and so on: this machine's speed
+    # drifts within a minute, and taking turns batch by batch gives every part the same drift.
+    parts: dict[str, Callable[[int], None]] = {
+        "step": lambda i: train_step(model, [batches[i]], optimizer, scheduler, autocast, scaler, cfg.max_grad_norm,
+                                     dropout),
+        "forward + backward": lambda i: forward_backward(batches[i]),
+        "forward + backward without dropout": lambda i: forward_backward_without_dropout(batches[i]),
+        # Without dropout, whose calls cost something at any size too: that counts under dropout.
+        "fixed cost (a 4-token batch)": lambda i: forward_backward_without_dropout(tiny),
+        "matrix products alone": lambda i: replays[i](),
+    }
+    for i in range(len(batches)):  # warm-up: the allocator's heap grows to what the longest batch needs
+        for run in parts.values():
+            run(i)
+    seconds: dict[str, list[float]] = {name: [] for name in parts}
+    peaks = []
+    for r in range(args.rounds):
+        peaks.append(matmul_peak(torch.bfloat16))
+        for name in parts:
+            seconds[name].append(0.0)
+        for i in range(len(batches)):
+            names = list(parts)
+            for name in names[i % len(names):] + names[:i % len(names)]:
+                start = time.perf_counter()
+                parts[name](i)
+                seconds[name][-1] += time.perf_counter() - start
+        print(f"  round {r + 1}/{args.rounds}: bf16 peak {peaks[-1] / 1e9:.0f} GFLOP/s, step "
+              f"{1e3 * seconds['step'][-1] / len(batches):.1f} ms", flush=True)
+
+    def per_round(f: Callable[[int], float]) -> float:
+        return statistics.median(f(r) for r in range(args.rounds))
+
+    def ms(name: str, r: int) -> float:
+        return 1e3 * seconds[name][r] / len(batches)
+
+    shares = {
+        "matrix products": lambda r: ms("matrix products alone", r),
+        "dropout (masks and their application, both passes)":
+            lambda r: ms("forward + backward", r) - ms("forward + backward without dropout", r),
+        "optimizer (norm, clipped fused AdamW, schedule)": lambda r: ms("step", r) - ms("forward + backward", r),
+        "fixed per-step cost (dispatch, Python, autograd, weight casts)": lambda r: ms("fixed cost (a 4-token batch)", r),
+        "everything else (softmax, GELU, LayerNorm, activation casts, embedding gradient, ...)":
+            lambda r: (ms("forward + backward without dropout", r) - ms("matrix products alone", r)
+                       - ms("fixed cost (a 4-token batch)", r)),
+    }
+    step_ms = per_round(lambda r: ms("step", r))
+    peak = statistics.median(peaks)
+    mfu = per_round(lambda r: counted_flops / (peaks[r] * seconds["step"][r]))
+    matmul_efficiency = per_round(lambda r: matmul_flops_total / (peaks[r] * seconds["matrix products alone"][r]))
+
+    def ceiling(removed: list[str]) -> float:
+        """MFU if the parts named took no time and the rest stayed as measured."""
+        return per_round(lambda r: counted_flops * 1e3 / len(batches)
+                         / (peaks[r] * (ms("step", r) - sum(shares[k](r) for k in removed))))
+
+    everything_but_matmuls = [k for k in shares if k != "matrix products"]
+    ceilings = {
+        "without the optimizer": ceiling(["optimizer (norm, clipped fused AdamW, schedule)"]),
+        "without the optimizer and the fixed per-step cost": ceiling(
+            ["optimizer (norm, clipped fused AdamW, schedule)", "fixed per-step cost (dispatch, Python, autograd, weight casts)"]),
+        "without anything but the matrix products": ceiling(everything_but_matmuls),
+    }
+    rows = {name: {"ms_per_step": per_round(f), "share": per_round(lambda r: f(r) / ms("step", r))}
+            for name, f in shares.items()}
+
+    print(f"\n{len(batches)} batches of {cfg.batch_size} ({real_tokens / len(batches):.0f} real tokens per batch, "
+          f"{1 - real_tokens / padded_tokens:.0%} padding), {torch.get_num_threads()} threads, bf16 peak {peak / 1e9:.0f} GFLOP/s "
+          f"(median of {args.rounds} rounds); a step takes {step_ms:.1f} ms\n")
+    print("| part of a step | ms per step | share of the step |\n|---|---|---|")
+    for name, row in rows.items():
+        print(f"| {name} | {row['ms_per_step']:.1f} | {row['share']:.0%} |")
+    print(f"\nMFU of the step: {mfu:.1%} of the bf16 peak. The matrix products alone run at {matmul_efficiency:.0%} of "
+          f"the peak ({matmul_flops_total / counted_flops:.2f}× the counted FLOPs: padding, attention and the "
+          f"classifier's products count there).")
+    for name, value in ceilings.items():
+        print(f"MFU {name}: {value:.1%}")
+
+    report = {"batches": len(batches), "batch_size": cfg.batch_size, "real_tokens": real_tokens,
+              "padded_tokens": padded_tokens, "threads": torch.get_num_threads(), "rounds": args.rounds,
+              "bf16_peak_flops": peak, "step_ms": step_ms, "mfu_bf16_peak": mfu,
+              "matmul_efficiency": matmul_efficiency, "matmul_flops_over_counted": matmul_flops_total / counted_flops,
+              "parts": rows, "mfu_ceilings": ceilings,
+              "raw_seconds": seconds, "raw_peaks": peaks}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwritten to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
