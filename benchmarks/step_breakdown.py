@@ -42,7 +42,16 @@ from pipeline.modeling import load_pretrained_classifier
 from pipeline.precision import autocast_for, grad_scaler_for
 from pipeline.tokenization import load_split, read_meta
 from pipeline.training import build_optimizer, dropout_masks, get_scheduler, train_step, training_attention
-from train_throughput import matmul_peak, sample
+from train_throughput import matmul_peak, non_embedding_parameters, sample
+
+# The parts timed, and the parts of a step derived from them.
+STEP, FORWARD_BACKWARD, NO_DROPOUT = "step", "forward + backward", "forward + backward without dropout"
+FIXED, MATMULS_ALONE = "fixed cost (a 4-token batch)", "matrix products alone"
+MATMUL_SHARE = "matrix products"
+DROPOUT_SHARE = "dropout (masks and their application, both passes)"
+OPTIMIZER_SHARE = "optimizer (norm, clipped fused AdamW, schedule)"
+FIXED_SHARE = "fixed per-step cost (dispatch, Python, autograd, weight casts)"
+REST_SHARE = "everything else (softmax, GELU, LayerNorm, activation casts, embedding gradient, ...)"
 
 MATMULS = {torch.ops.aten.mm.default, torch.ops.aten.addmm.default, torch.ops.aten.bmm.default,
            torch.ops.aten.baddbmm.default}
@@ -131,8 +140,7 @@ def main() -> None:
     optimizer = build_optimizer(model, cfg)
     scheduler = get_scheduler(optimizer, cfg, 1_000_000)
     autocast, scaler, dropout = autocast_for(cfg.precision, cpu), grad_scaler_for(cfg.precision, cpu), dropout_masks(cfg, cpu)
-    embedding = sum(p.numel() for n, p in model.named_parameters() if "embeddings" in n)
-    counted_flops = 6 * (sum(p.numel() for p in model.parameters()) - embedding) * real_tokens
+    counted_flops = 6 * non_embedding_parameters(model) * real_tokens
 
     def forward_backward(batch) -> None:
         with autocast, dropout:
@@ -154,13 +162,13 @@ def main() -> None:
     # Each part runs on batch i, then the next part on batch i, and so on: this machine's speed
     # drifts within a minute, and taking turns batch by batch gives every part the same drift.
     parts: dict[str, Callable[[int], None]] = {
-        "step": lambda i: train_step(model, [batches[i]], optimizer, scheduler, autocast, scaler, cfg.max_grad_norm,
-                                     dropout),
-        "forward + backward": lambda i: forward_backward(batches[i]),
-        "forward + backward without dropout": lambda i: forward_backward_without_dropout(batches[i]),
+        STEP: lambda i: train_step(model, [batches[i]], optimizer, scheduler, autocast, scaler, cfg.max_grad_norm,
+                                   dropout),
+        FORWARD_BACKWARD: lambda i: forward_backward(batches[i]),
+        NO_DROPOUT: lambda i: forward_backward_without_dropout(batches[i]),
         # Without dropout, whose calls cost something at any size too: that counts under dropout.
-        "fixed cost (a 4-token batch)": lambda i: forward_backward_without_dropout(tiny),
-        "matrix products alone": lambda i: replays[i](),
+        FIXED: lambda i: forward_backward_without_dropout(tiny),
+        MATMULS_ALONE: lambda i: replays[i](),
     }
     for i in range(len(batches)):  # warm-up: the allocator's heap grows to what the longest batch needs
         for run in parts.values():
@@ -169,16 +177,16 @@ def main() -> None:
     peaks = []
     for r in range(args.rounds):
         peaks.append(matmul_peak(torch.bfloat16))
-        for name in parts:
+        names = list(parts)
+        for name in names:
             seconds[name].append(0.0)
         for i in range(len(batches)):
-            names = list(parts)
             for name in names[i % len(names):] + names[:i % len(names)]:
                 start = time.perf_counter()
                 parts[name](i)
                 seconds[name][-1] += time.perf_counter() - start
         print(f"  round {r + 1}/{args.rounds}: bf16 peak {peaks[-1] / 1e9:.0f} GFLOP/s, step "
-              f"{1e3 * seconds['step'][-1] / len(batches):.1f} ms", flush=True)
+              f"{1e3 * seconds[STEP][-1] / len(batches):.1f} ms", flush=True)
 
     def per_round(f: Callable[[int], float]) -> float:
         return statistics.median(f(r) for r in range(args.rounds))
@@ -187,33 +195,28 @@ def main() -> None:
         return 1e3 * seconds[name][r] / len(batches)
 
     shares = {
-        "matrix products": lambda r: ms("matrix products alone", r),
-        "dropout (masks and their application, both passes)":
-            lambda r: ms("forward + backward", r) - ms("forward + backward without dropout", r),
-        "optimizer (norm, clipped fused AdamW, schedule)": lambda r: ms("step", r) - ms("forward + backward", r),
-        "fixed per-step cost (dispatch, Python, autograd, weight casts)": lambda r: ms("fixed cost (a 4-token batch)", r),
-        "everything else (softmax, GELU, LayerNorm, activation casts, embedding gradient, ...)":
-            lambda r: (ms("forward + backward without dropout", r) - ms("matrix products alone", r)
-                       - ms("fixed cost (a 4-token batch)", r)),
+        MATMUL_SHARE: lambda r: ms(MATMULS_ALONE, r),
+        DROPOUT_SHARE: lambda r: ms(FORWARD_BACKWARD, r) - ms(NO_DROPOUT, r),
+        OPTIMIZER_SHARE: lambda r: ms(STEP, r) - ms(FORWARD_BACKWARD, r),
+        FIXED_SHARE: lambda r: ms(FIXED, r),
+        REST_SHARE: lambda r: ms(NO_DROPOUT, r) - ms(MATMULS_ALONE, r) - ms(FIXED, r),
     }
-    step_ms = per_round(lambda r: ms("step", r))
+    step_ms = per_round(lambda r: ms(STEP, r))
     peak = statistics.median(peaks)
-    mfu = per_round(lambda r: counted_flops / (peaks[r] * seconds["step"][r]))
-    matmul_efficiency = per_round(lambda r: matmul_flops_total / (peaks[r] * seconds["matrix products alone"][r]))
+    mfu = per_round(lambda r: counted_flops / (peaks[r] * seconds[STEP][r]))
+    matmul_efficiency = per_round(lambda r: matmul_flops_total / (peaks[r] * seconds[MATMULS_ALONE][r]))
 
     def ceiling(removed: list[str]) -> float:
         """MFU if the parts named took no time and the rest stayed as measured."""
         return per_round(lambda r: counted_flops * 1e3 / len(batches)
-                         / (peaks[r] * (ms("step", r) - sum(shares[k](r) for k in removed))))
+                         / (peaks[r] * (ms(STEP, r) - sum(shares[k](r) for k in removed))))
 
-    everything_but_matmuls = [k for k in shares if k != "matrix products"]
     ceilings = {
-        "without the optimizer": ceiling(["optimizer (norm, clipped fused AdamW, schedule)"]),
-        "without the optimizer and the fixed per-step cost": ceiling(
-            ["optimizer (norm, clipped fused AdamW, schedule)", "fixed per-step cost (dispatch, Python, autograd, weight casts)"]),
-        "without anything but the matrix products": ceiling(everything_but_matmuls),
+        "without the optimizer": ceiling([OPTIMIZER_SHARE]),
+        "without the optimizer and the fixed per-step cost": ceiling([OPTIMIZER_SHARE, FIXED_SHARE]),
+        "without anything but the matrix products": ceiling([k for k in shares if k != MATMUL_SHARE]),
     }
-    rows = {name: {"ms_per_step": per_round(f), "share": per_round(lambda r: f(r) / ms("step", r))}
+    rows = {name: {"ms_per_step": per_round(f), "share": per_round(lambda r: f(r) / ms(STEP, r))}
             for name, f in shares.items()}
 
     print(f"\n{len(batches)} batches of {cfg.batch_size} ({real_tokens / len(batches):.0f} real tokens per batch, "
