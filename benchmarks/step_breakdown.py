@@ -12,13 +12,17 @@ batch:
   what operator dispatch, Python, autograd and autocast's weight casts cost however small the batch;
 - **matrix products alone**: every ``mm``, ``addmm`` and ``bmm`` of the forward and backward
   passes, replayed with the same shapes, dtypes and memory layouts on random data;
-- the bf16 matrix-product peak (2048³), measured every round, as in ``train_throughput.py``.
+- the bf16 matrix-product peak (2048³), measured every round, as in ``train_throughput.py``;
+- unless ``--no-compile``, the step once more on a copy of the model whose encoder layers
+  ``torch.compile`` (Inductor) has compiled, with dropout (Inductor's own) and without it. Fusing a
+  layer's elementwise work and running it without Python is what a compiler offers against the
+  parts above; the step without dropout bounds what any dropout implementation could reach.
 
 The batches are one length-grouping window of a seeded sample of the tokenized training split
 (``train.group_by_length_batches`` batches), so they span SST-2's sentence lengths as an epoch
 does. MFU counts 6 × non-embedding parameters per real token, as ``train_throughput.py`` does.
 
-    python benchmarks/step_breakdown.py      # about 5 minutes; JSON in benchmarks/results/step_breakdown.json
+    python benchmarks/step_breakdown.py      # about 7 minutes; JSON in benchmarks/results/step_breakdown.json
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from train_throughput import matmul_peak, non_embedding_parameters, sample
 # The parts timed, and the parts of a step derived from them.
 STEP, FORWARD_BACKWARD, NO_DROPOUT = "step", "forward + backward", "forward + backward without dropout"
 FIXED, MATMULS_ALONE = "fixed cost (a 4-token batch)", "matrix products alone"
+COMPILED, COMPILED_NO_DROPOUT = "step, layers compiled", "step, layers compiled, without dropout"
 MATMUL_SHARE = "matrix products"
 DROPOUT_SHARE = "dropout (masks and their application, both passes)"
 OPTIMIZER_SHARE = "optimizer (norm, clipped fused AdamW, schedule)"
@@ -113,9 +118,18 @@ def without_dropout(model: torch.nn.Module):
             m.p = p
 
 
+def encoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
+    """The stack of Transformer layers: the list of modules holding the most parameters, whatever the architecture."""
+    lists = [m for m in model.modules() if isinstance(m, torch.nn.ModuleList)]
+    if not lists:
+        raise ValueError(f"{type(model).__name__} has no list of layers to compile")
+    return max(lists, key=lambda layers: sum(p.numel() for p in layers.parameters()))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--no-compile", action="store_true", help="skip the steps with compiled layers (saves about 2 minutes)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/step_breakdown.json"))
     args = parser.parse_args()
 
@@ -134,11 +148,14 @@ def main() -> None:
     tiny = {"input_ids": split[first][0][None, :4], "attention_mask": torch.ones(1, 4, dtype=torch.long),
             "labels": split.labels[first:first + 1]}
 
-    torch.manual_seed(cfg.seed)
-    model = load_pretrained_classifier(params.model.name, meta["label_names"], attn_implementation=training_attention(cpu))
-    model.train()
-    optimizer = build_optimizer(model, cfg)
-    scheduler = get_scheduler(optimizer, cfg, 1_000_000)
+    def training_copy() -> tuple[torch.nn.Module, torch.optim.Optimizer, object]:
+        torch.manual_seed(cfg.seed)
+        model = load_pretrained_classifier(params.model.name, meta["label_names"], attn_implementation=training_attention(cpu))
+        model.train()
+        optimizer = build_optimizer(model, cfg)
+        return model, optimizer, get_scheduler(optimizer, cfg, 1_000_000)
+
+    model, optimizer, scheduler = training_copy()
     autocast, scaler, dropout = autocast_for(cfg.precision, cpu), grad_scaler_for(cfg.precision, cpu), dropout_masks(cfg, cpu)
     counted_flops = 6 * non_embedding_parameters(model) * real_tokens
 
@@ -170,9 +187,26 @@ def main() -> None:
         FIXED: lambda i: forward_backward_without_dropout(tiny),
         MATMULS_ALONE: lambda i: replays[i](),
     }
-    for i in range(len(batches)):  # warm-up: the allocator's heap grows to what the longest batch needs
+    if not args.no_compile:
+        compiled, compiled_optimizer, compiled_scheduler = training_copy()
+        for layer in encoder_layers(compiled):
+            layer.compile(dynamic=True)  # one graph for every sentence length; the layers share its code
+
+        def compiled_step(i: int) -> None:
+            # The fast masks call numpy, which a compiled graph cannot hold: Inductor draws its own.
+            train_step(compiled, [batches[i]], compiled_optimizer, compiled_scheduler, autocast, scaler,
+                       cfg.max_grad_norm)
+
+        def compiled_step_without_dropout(i: int) -> None:
+            with without_dropout(compiled):
+                compiled_step(i)
+
+        parts |= {COMPILED: compiled_step, COMPILED_NO_DROPOUT: compiled_step_without_dropout}
+    warmup_start = time.perf_counter()
+    for i in range(len(batches)):  # warm-up (and compilation): the allocator's heap grows to what the longest batch needs
         for run in parts.values():
             run(i)
+    warmup_seconds = time.perf_counter() - warmup_start
     seconds: dict[str, list[float]] = {name: [] for name in parts}
     peaks = []
     for r in range(args.rounds):
@@ -218,6 +252,10 @@ def main() -> None:
     }
     rows = {name: {"ms_per_step": per_round(f), "share": per_round(lambda r: f(r) / ms(STEP, r))}
             for name, f in shares.items()}
+    compiled_rows = {name: {"ms_per_step": per_round(lambda r: ms(name, r)),
+                            "speed_vs_step": per_round(lambda r: seconds[STEP][r] / seconds[name][r]),
+                            "mfu_bf16_peak": per_round(lambda r: counted_flops / (peaks[r] * seconds[name][r]))}
+                     for name in (COMPILED, COMPILED_NO_DROPOUT) if name in parts}
 
     print(f"\n{len(batches)} batches of {cfg.batch_size} ({real_tokens / len(batches):.0f} real tokens per batch, "
           f"{1 - real_tokens / padded_tokens:.0%} padding), {torch.get_num_threads()} threads, bf16 peak {peak / 1e9:.0f} GFLOP/s "
@@ -230,12 +268,17 @@ def main() -> None:
           f"classifier's products count there).")
     for name, value in ceilings.items():
         print(f"MFU {name}: {value:.1%}")
+    if compiled_rows:
+        print(f"\nWith the encoder layers compiled (warm-up and compilation took {warmup_seconds:.0f} s):")
+        for name, row in compiled_rows.items():
+            print(f"  {name}: {row['ms_per_step']:.1f} ms, {row['speed_vs_step']:.2f}× the speed of the step, "
+                  f"MFU {row['mfu_bf16_peak']:.1%}")
 
     report = {"batches": len(batches), "batch_size": cfg.batch_size, "real_tokens": real_tokens,
               "padded_tokens": padded_tokens, "threads": torch.get_num_threads(), "rounds": args.rounds,
               "bf16_peak_flops": peak, "step_ms": step_ms, "mfu_bf16_peak": mfu,
               "matmul_efficiency": matmul_efficiency, "matmul_flops_over_counted": matmul_flops_total / counted_flops,
-              "parts": rows, "mfu_ceilings": ceilings,
+              "parts": rows, "mfu_ceilings": ceilings, "compiled": compiled_rows, "warmup_seconds": warmup_seconds,
               "raw_seconds": seconds, "raw_peaks": peaks}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")

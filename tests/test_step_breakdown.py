@@ -9,7 +9,7 @@ import torch
 from conftest import PROJECT_ROOT
 
 sys.path.insert(0, str(PROJECT_ROOT / "benchmarks"))
-from step_breakdown import MatmulRecorder, matmul_flops, replayers, without_dropout  # noqa: E402
+from step_breakdown import MatmulRecorder, encoder_layers, matmul_flops, replayers, without_dropout  # noqa: E402
 
 
 def test_recorder_counts_forward_and_backward_products_of_a_linear_layer():
@@ -50,3 +50,14 @@ def test_without_dropout_zeroes_the_rates_and_puts_them_back():
     with without_dropout(model):
         assert [m.p for m in model if isinstance(m, torch.nn.Dropout)] == [0.0, 0.0]
     assert [m.p for m in model if isinstance(m, torch.nn.Dropout)] == [0.1, 0.3]
+
+
+def test_encoder_layers_finds_the_transformer_stack_of_bert_and_distilbert():
+    from transformers import BertConfig, BertForSequenceClassification, DistilBertConfig, DistilBertForSequenceClassification
+
+    bert = BertForSequenceClassification(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=3,
+                                                    num_attention_heads=2, intermediate_size=32))
+    distilbert = DistilBertForSequenceClassification(DistilBertConfig(vocab_size=50, dim=16, n_layers=2, n_heads=2,
+                                                                      hidden_dim=32))
+    assert encoder_layers(bert) is bert.bert.encoder.layer
+    assert encoder_layers(distilbert) is distilbert.distilbert.transformer.layer
