@@ -129,7 +129,7 @@ def encoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--no-compile", action="store_true", help="skip the steps with compiled layers (saves about 2 minutes)")
+    parser.add_argument("--no-compile", action="store_true", help="skip the steps with compiled layers (saves about 3 minutes)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/step_breakdown.json"))
     args = parser.parse_args()
 
