@@ -294,6 +294,8 @@ def main() -> None:
     parser.add_argument("--trials", action="store_true", help="also measure the variants of (c) that were tried")
     parser.add_argument("--only", nargs="+", choices=list(CONFIGS), default=None, metavar="NAME",
                         help="measure only these configurations (and the (a), fastest (b) and (c) the ratios need)")
+    parser.add_argument("--only-vs-c", action="store_true",
+                        help="with --only: compare with (c) alone, without measuring (a) and (b)")
     parser.add_argument("--batch-size", type=int, default=None, help="instead of train.batch_size of params.yaml, for all")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/train_throughput.json"))
     args = parser.parse_args()
@@ -307,7 +309,8 @@ def main() -> None:
     del model
 
     if args.only:
-        required = {"a_tutorial", "b_trainer_grouped_bf16", "c_pipeline"}
+        # (c) is what every other row is compared with; --only-vs-c leaves out (a) and (b).
+        required = {"c_pipeline"} if args.only_vs_c else {"a_tutorial", "b_trainer_grouped_bf16", "c_pipeline"}
         names = [name for name in CONFIGS if name in required or name in args.only]
     else:
         names = [name for name, config in CONFIGS.items() if args.trials or not config.trial]
@@ -336,8 +339,16 @@ def main() -> None:
     def tokens_per_s(name: str) -> list[float]:
         return [r["real_tokens"] / r["seconds"] for r in rounds[name]]
 
+    def ratio(speed: list[float], reference: list[float] | None) -> tuple[float | None, list[float] | None]:
+        """The median of the per-round ratios, and their range; None without a reference."""
+        if not reference:
+            return None, None
+        ratios = [s / r for s, r in zip(speed, reference)]
+        return statistics.median(ratios), [min(ratios), max(ratios)]
+
     trainers = [n for n in names if n.startswith("b_") and not CONFIGS[n].trial]
     best_trainer_by_round = [max(values) for values in zip(*(tokens_per_s(n) for n in trainers))]
+    tutorial = tokens_per_s("a_tutorial") if "a_tutorial" in names else None
     rows = {}
     for name in names:
         counted = {key: sum(r[key] for r in rounds[name]) for key in ("seconds", "samples", "real_tokens", "padded_tokens")}
@@ -350,10 +361,11 @@ def main() -> None:
             "padding_fraction": 1 - counted["real_tokens"] / counted["padded_tokens"],
             "peak_rss_mb": extras[name]["peak_rss_mb"],
             "mfu_bf16_peak": statistics.median(6 * non_embedding * s / p for s, p in zip(speed, peaks["bf16"])),
-            "vs_tutorial": statistics.median(s / t for s, t in zip(speed, tokens_per_s("a_tutorial"))),
-            "vs_best_trainer": statistics.median(s / t for s, t in zip(speed, best_trainer_by_round)),
-            "vs_best_trainer_range": [min(s / t for s, t in zip(speed, best_trainer_by_round)),
-                                      max(s / t for s, t in zip(speed, best_trainer_by_round))],
+            "vs_tutorial": ratio(speed, tutorial)[0],
+            "vs_best_trainer": ratio(speed, best_trainer_by_round)[0],
+            "vs_best_trainer_range": ratio(speed, best_trainer_by_round)[1],
+            "vs_pipeline": ratio(speed, tokens_per_s("c_pipeline"))[0],
+            "vs_pipeline_range": ratio(speed, tokens_per_s("c_pipeline"))[1],
             "timed_steps_samples": counted["samples"],
         }
 
@@ -361,13 +373,18 @@ def main() -> None:
     print(f"\nmatrix-product peak (median of {args.rounds} rounds): fp32 {median_peaks['fp32'] / 1e9:.0f} GFLOP/s, "
           f"bf16 {median_peaks['bf16'] / 1e9:.0f} GFLOP/s; {torch.get_num_threads()} threads; batch {params.train.batch_size}; "
           f"{args.rounds} rounds of {args.round_seconds:g} s\n")
-    print("| configuration | samples/s | real tokens/s | padding | peak RSS | MFU (bf16 peak) | × (a) | × best (b) |")
-    print("|---|---|---|---|---|---|---|---|")
+    def shown(median: float | None, span: list[float] | None = None) -> str:
+        if median is None:
+            return "–"
+        return f"{median:.2f}" + (f" ({span[0]:.2f}–{span[1]:.2f})" if span else "")
+
+    print("| configuration | samples/s | real tokens/s | padding | peak RSS | MFU (bf16 peak) | × (a) | × best (b) | × (c) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for row in rows.values():
-        low, high = row["vs_best_trainer_range"]
         print(f"| {row['description']} | {row['samples_per_s']:.0f} | {row['real_tokens_per_s']:.0f} | "
               f"{row['padding_fraction']:.0%} | {row['peak_rss_mb'] / 1024:.2f} GB | {row['mfu_bf16_peak']:.1%} | "
-              f"{row['vs_tutorial']:.2f} | {row['vs_best_trainer']:.2f} ({low:.2f}–{high:.2f}) |")
+              f"{shown(row['vs_tutorial'])} | {shown(row['vs_best_trainer'], row['vs_best_trainer_range'])} | "
+              f"{shown(row['vs_pipeline'], row['vs_pipeline_range'])} |")
     report = {"peaks_flop_per_s": median_peaks, "peaks_by_round": peaks, "threads": torch.get_num_threads(),
               "batch_size": params.train.batch_size, "rounds": args.rounds, "round_seconds": args.round_seconds,
               "warmup_steps": args.warmup, "non_embedding_parameters": non_embedding, "rows": rows}
