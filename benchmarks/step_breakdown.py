@@ -39,7 +39,6 @@ from pathlib import Path
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from pipeline.allocator import keep_freed_memory
 from pipeline.batching import BatchLoader, LengthGroupedBatches
 from pipeline.config import load_params
 from pipeline.modeling import load_pretrained_classifier
@@ -133,7 +132,6 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/step_breakdown.json"))
     args = parser.parse_args()
 
-    keep_freed_memory()  # as the train stage does on a CPU
     params = load_params("params.yaml")
     cfg, cpu = params.train, torch.device("cpu")
     meta = read_meta("data/tokenized")
@@ -203,7 +201,7 @@ def main() -> None:
 
         parts |= {COMPILED: compiled_step, COMPILED_NO_DROPOUT: compiled_step_without_dropout}
     warmup_start = time.perf_counter()
-    for i in range(len(batches)):  # warm-up (and compilation): the allocator's heap grows to what the longest batch needs
+    for i in range(len(batches)):  # warm-up (and compilation): memory grows to what the longest batch needs
         for run in parts.values():
             run(i)
     warmup_seconds = time.perf_counter() - warmup_start
@@ -250,11 +248,11 @@ def main() -> None:
         "without the optimizer and the fixed per-step cost": ceiling([OPTIMIZER_SHARE, FIXED_SHARE]),
         "without anything but the matrix products": ceiling([k for k in shares if k != MATMUL_SHARE]),
     }
-    rows = {name: {"ms_per_step": per_round(f), "share": per_round(lambda r: f(r) / ms(STEP, r))}
+    rows = {name: {"ms_per_step": per_round(f), "share": per_round(lambda r, f=f: f(r) / ms(STEP, r))}
             for name, f in shares.items()}
-    compiled_rows = {name: {"ms_per_step": per_round(lambda r: ms(name, r)),
-                            "speed_vs_step": per_round(lambda r: seconds[STEP][r] / seconds[name][r]),
-                            "mfu_bf16_peak": per_round(lambda r: counted_flops / (peaks[r] * seconds[name][r]))}
+    compiled_rows = {name: {"ms_per_step": per_round(lambda r, name=name: ms(name, r)),
+                            "speed_vs_step": per_round(lambda r, name=name: seconds[STEP][r] / seconds[name][r]),
+                            "mfu_bf16_peak": per_round(lambda r, name=name: counted_flops / (peaks[r] * seconds[name][r]))}
                      for name in (COMPILED, COMPILED_NO_DROPOUT) if name in parts}
 
     print(f"\n{len(batches)} batches of {cfg.batch_size} ({real_tokens / len(batches):.0f} real tokens per batch, "

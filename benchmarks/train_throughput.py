@@ -35,14 +35,12 @@ from pathlib import Path
 
 import torch
 
-from pipeline.allocator import keep_freed_memory
 from pipeline.batching import BatchLoader, LengthGroupedBatches, collate
 from pipeline.config import load_params
 from pipeline.data import subsample_indices
 from pipeline.modeling import load_pretrained_classifier, load_tokenizer
 from pipeline.tokenization import TokenizedSplit, load_split, read_meta
 from pipeline.precision import autocast_for, grad_scaler_for
-from pipeline import training
 from pipeline.training import build_optimizer, dropout_masks, get_scheduler, train_step, training_attention
 
 
@@ -58,10 +56,7 @@ CONFIGS = {
     "b_trainer": Config("(b) Trainer defaults: dynamic padding, random batches, fp32"),
     "b_trainer_grouped_bf16": Config("(b) Trainer: group_by_length + bf16 (+ fused AdamW, its default)"),
     "c_pipeline": Config("(c) this project's loop, default params"),
-    "b_trainer_grouped_bf16_heap": Config("(b) Trainer, group_by_length + bf16, with (c)'s allocator settings", trial=True),
     "c_torch_dropout": Config("(c) with torch's dropout masks (train.fast_dropout=false)", trial=True),
-    "c_default_allocator": Config("(c) without its allocator settings (freed memory unmapped)", trial=True),
-    "c_clip_pass": Config("(c) clipping in a pass of its own (clip_grad_norm_, then the step)", trial=True),
     "c_compile": Config("(c) + torch.compile(dynamic=True)", trial=True),
     "c_sdpa_attention": Config("(c) with SDPA attention instead of eager", trial=True),
     "c_pad8": Config("(c) with pad_to_multiple_of=8", trial=True),
@@ -157,8 +152,6 @@ def batches_forever(make_epoch: Callable[[int], Iterator]) -> Iterator:
 
 def run_manual(name: str, split, meta, model_name, cfg, rounds: Rounds) -> dict:
     torch.manual_seed(cfg.seed)
-    if name.startswith("c_") and name != "c_default_allocator":
-        keep_freed_memory()  # as the train stage does on a CPU
     if name == "a_tutorial":
         attention = None  # what the tutorial gets: the library's default
     elif name == "c_sdpa_attention":
@@ -195,8 +188,6 @@ def run_manual(name: str, split, meta, model_name, cfg, rounds: Rounds) -> dict:
         autocast, scaler = autocast_for(cfg.precision, cpu), grad_scaler_for(cfg.precision, cpu)
         dropout = dropout_masks(dataclasses.replace(cfg, fast_dropout=cfg.fast_dropout and name != "c_torch_dropout"), cpu)
         forward = torch.compile(model, dynamic=True) if name == "c_compile" else model
-        if name == "c_clip_pass":  # this worker process only: train_step clips as Trainer does
-            training.clipped_step = training.clip_then_step
 
         def make_epoch(epoch):
             batches.set_epoch(epoch)
@@ -219,8 +210,6 @@ def run_trainer(name: str, split, meta, model_name, cfg, rounds: Rounds, workdir
     from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
 
     torch.manual_seed(cfg.seed)
-    if name.endswith("_heap"):
-        keep_freed_memory()
     tokenizer = load_tokenizer(model_name)
     model = load_pretrained_classifier(model_name, meta["label_names"])
     dataset = datasets.Dataset.from_dict({

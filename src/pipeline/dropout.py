@@ -1,10 +1,10 @@
-"""Dropout for CPU training, with masks drawn several times faster than torch draws them.
+"""Dropout for CPU training, with masks drawn faster than torch draws them.
 
-On a CPU, torch draws a dropout mask one Mersenne Twister number per element, on one thread:
-about 5 ns per element on a 2-core EPYC, which made drawing masks a fifth of a MiniLM training
-step (measured under ``torch.profiler``). Here a mask comes from numpy's PCG64
-generator, four 16-bit numbers out of every 64-bit one, and is applied with vectorised byte and
-bf16 arithmetic: under 1 ns per element all told (``benchmarks/dropout_and_allocation.py``).
+On a CPU, torch draws a dropout mask one Mersenne Twister number per element, on one thread, which
+makes drawing masks a large part of a small model's training step. Here a mask comes from numpy's
+PCG64 generator, four 16-bit numbers out of every 64-bit one, and is applied with vectorised byte
+and bf16 arithmetic. What that is worth in training: docs/speed.md, measured by
+``python benchmarks/train_throughput.py --only c_torch_dropout``.
 
 It is the same dropout: every element is kept independently with probability ``1 - p`` and kept
 elements are scaled by ``1 / (1 - p)``, except that ``p`` is rounded to the nearest multiple of
@@ -43,7 +43,7 @@ def rounded_rate(p: float) -> float:
 def keep_from_draws(draws: torch.Tensor, p: float) -> torch.Tensor:
     """A uint8 mask, 1 where an element is kept, from int16 draws uniform over [-32768, 32767]."""
     # The uint8 view is for the conversion to x's dtype that follows: torch converts bool tensors
-    # element by element, the same bytes seen as uint8 with vector instructions (9× faster here).
+    # element by element, the same bytes seen as uint8 with vector instructions.
     return draws.ge(dropped_levels(p) - LEVELS // 2).view(torch.uint8)
 
 
@@ -96,7 +96,7 @@ class FastCpuDropout:
     is fast) goes to torch unchanged. It swaps the function in ``torch.nn.functional`` for the
     duration, which ``nn.Dropout`` and models' attention code look up at every call. A
     ``TorchFunctionMode`` would see the calls without the swap, but it puts a Python detour on
-    every torch call of the forward pass, which cost 2% of a training step. Being a swap, it
+    every torch call of the forward pass, which costs more than the swap. Being a swap, it
     reaches every thread while active: the train stage runs the model on one thread.
     """
 

@@ -46,7 +46,7 @@ def eval_loader(split: TokenizedSplit, batch_size: int, pad_token_id: int, num_r
 
 @torch.no_grad()
 def predict(model: torch.nn.Module, loader: BatchLoader, device: torch.device, gather=None,
-            autocast: contextlib.AbstractContextManager = contextlib.nullcontext()) -> Predictions:
+            autocast: contextlib.AbstractContextManager | None = None) -> Predictions:
     """Logits for every example of the loader's split, as fp32, put back in the split's order.
 
     The forward passes run under ``autocast`` (see :func:`pipeline.precision.autocast_for`).
@@ -58,7 +58,7 @@ def predict(model: torch.nn.Module, loader: BatchLoader, device: torch.device, g
     positions, outputs = [], []
     for indices, batch in loader.with_indices():
         batch = {name: tensor.to(device) for name, tensor in batch.items()}
-        with autocast:
+        with autocast or contextlib.nullcontext():
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         outputs.append(logits.float().cpu())
         positions.append(torch.from_numpy(np.asarray(indices, dtype=np.int64)))
@@ -80,7 +80,7 @@ def _transformers_pipelines_hidden() -> Iterator[None]:
     """Make ``import transformers.pipelines`` fail for a moment, unless it is already imported.
 
     ``import evaluate`` imports it for its ``Evaluator`` classes, which this project does not use,
-    and that takes 3.6 of the 6 s the import costs here; when the import fails, evaluate carries on
+    and that is most of what the import costs (docs/speed.md); when the import fails, evaluate carries on
     without them, as it does where transformers is not installed.
     """
     name = "transformers.pipelines"

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from tqdm import tqdm
 
 from pipeline.errors import PipelineError
 
@@ -79,6 +80,16 @@ class ProcessGroup:
         total = tensor.detach().clone()
         dist.all_reduce(total)
         return total / self.world_size
+
+    def print(self, message: str) -> None:
+        """A line on stderr from rank 0 alone."""
+        if self.is_main:
+            print(message, file=sys.stderr, flush=True)
+
+    def progress_bar(self, iterable, **tqdm_args):
+        """A progress bar on rank 0's stderr; redrawn every minute when stderr is a log file, not a terminal."""
+        return tqdm(iterable, file=sys.stderr, disable=not self.is_main, dynamic_ncols=True,
+                    mininterval=0.5 if sys.stderr.isatty() else 60, **tqdm_args)
 
     def barrier(self) -> None:
         if self.distributed:

@@ -1,14 +1,14 @@
 """Stage 3, train: fine-tune a pretrained classifier with a hand-written PyTorch loop.
 
-The loop in :func:`train` is the reference tutorial's (``zero_grad`` → forward → ``backward`` →
-``step``, validation after every epoch), with what a careful fine-tuning run adds: no weight decay
-on biases and LayerNorm, a linear schedule with warmup, gradient clipping, length-grouped batches
-padded per batch, bf16 (or, on GPUs, fp16) autocast, gradient accumulation, data parallelism across
-processes, checkpoints it resumes from exactly, and seeds for everything. It clips gradients inside
-the fused AdamW step (:func:`clipped_step`), and on CPUs it draws dropout masks with a faster
-generator (``dropout.py``) and keeps freed memory for reuse (``allocator.py``);
-``benchmarks/train_throughput.py --only c_clip_pass c_torch_dropout c_default_allocator`` measures
-what each is worth.
+Read :func:`train_loop` first: it is the reference tutorial's loop (``zero_grad`` → forward →
+``backward`` → ``step``, validation after every epoch) plus logging and checkpoints, on one screen.
+:func:`set_up` builds what it runs on and :func:`wrap_up` saves what it made.
+
+What a careful fine-tuning run adds to the tutorial: no weight decay on biases and LayerNorm, a linear
+schedule with warmup, gradient clipping, length-grouped batches padded per batch, bf16 (or, on GPUs,
+fp16) autocast, gradient accumulation, data parallelism across processes, checkpoints it resumes from
+exactly, and seeds for everything. On CPUs the dropout masks come from a faster generator
+(``dropout.py``); docs/speed.md has what each of these is worth and how it was measured.
 """
 
 from __future__ import annotations
@@ -18,25 +18,22 @@ import hashlib
 import itertools
 import math
 import random
-import sys
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from tqdm import tqdm
 
 from pipeline import parallel
-from pipeline.allocator import keep_freed_memory
 from pipeline.batching import BatchLoader, LengthGroupedBatches
 from pipeline.checkpoint import CheckpointFolder, capture_rng
 from pipeline.config import Params, TrainConfig
 from pipeline.data import EVAL_SPLIT, TRAIN_SPLIT
-from pipeline.dropout import FastCpuDropout
+from pipeline.dropout import FastCpuDropout, rounded_rate
 from pipeline.errors import PipelineError
 from pipeline.evaluation import eval_loader, predict, score
 from pipeline.modeling import load_pretrained_classifier, load_tokenizer, save_finetuned
@@ -58,10 +55,9 @@ def set_seed(seed: int) -> None:
 def training_attention(device: torch.device) -> str | None:
     """The attention code to train with: "eager" on CPUs, the library's default (SDPA) elsewhere.
 
-    With dropout, SDPA has no fused CPU kernel and falls back to a generic path that copies and
-    rescales more than the plain attention does: ``benchmarks/train_throughput.py --trials``
-    measured the plain one faster per step (by 4%; 12% in a run with other settings). On GPUs,
-    SDPA's fused kernels win.
+    With dropout, SDPA has no fused CPU kernel and its generic path copies and rescales more than the
+    plain attention does, so on CPUs the plain one is faster (docs/speed.md); on GPUs SDPA's fused
+    kernels win.
     """
     return "eager" if device.type == "cpu" else None
 
@@ -83,39 +79,25 @@ def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Ada
         {"params": [p for p in model.parameters() if p not in no_decay], "weight_decay": cfg.weight_decay},
         {"params": [p for p in model.parameters() if p in no_decay], "weight_decay": 0.0},
     ]
-    # The fused kernel does the whole update in one pass: several times faster than the default.
+    # The fused kernel does the whole update in one pass over the parameters, not one per operation.
     return torch.optim.AdamW(groups, lr=cfg.lr, fused=True)
 
 
-@dataclass
-class TrainingLog:
-    """What the loop records: per-step loss and learning rate, per-epoch validation results."""
+def get_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int):
+    """Linear warmup over ``warmup_ratio`` of the steps, then linear decay to zero."""
+    from transformers import get_linear_schedule_with_warmup
 
-    steps: list[tuple[int, int, float, float]] = field(default_factory=list)  # step, epoch, loss, lr
-    epochs: list[tuple[int, int, float, float, float]] = field(default_factory=list)  # epoch, step, train_loss, val_loss, val_accuracy
-
-    def write(self, plots_dir: Path) -> None:
-        write_csv_atomic(plots_dir / "train_steps.csv", ["step", "epoch", "loss", "lr"],
-                         [(s, e, f"{loss:.5f}", f"{lr:.4e}") for s, e, loss, lr in self.steps])
-        write_csv_atomic(plots_dir / "train_epochs.csv", ["epoch", "step", "train_loss", "val_loss", "val_accuracy"],
-                         [(e, s, f"{tl:.5f}", f"{vl:.5f}", f"{va:.5f}") for e, s, tl, vl, va in self.epochs])
+    return get_linear_schedule_with_warmup(optimizer, math.ceil(cfg.warmup_ratio * total_steps), total_steps)
 
 
-def check_cache_matches_model(meta: dict, tokenizer, model_name: str) -> None:
-    if meta["tokenizer_fingerprint"] != tokenizer_fingerprint(tokenizer):
-        raise PipelineError(
-            f"the tokenized cache was made with the tokenizer of {meta['tokenizer']!r}, not that of model.name={model_name!r} "
-            f"(rerun the tokenize stage: dvc repro tokenize)"
-        )
-
-
-def train_step(model, micro_batches, optimizer, scheduler, autocast, scaler, max_grad_norm: float,
-               dropout=contextlib.nullcontext()) -> torch.Tensor:
+def train_step(model, micro_batches, optimizer, scheduler, autocast: contextlib.AbstractContextManager | None,
+               scaler: torch.amp.GradScaler, max_grad_norm: float,
+               dropout: contextlib.AbstractContextManager | None = None) -> torch.Tensor:
     """One optimizer step, as in the reference tutorial, over ``grad_accum_steps`` micro-batches.
 
-    Plus gradient clipping, the learning-rate schedule and, in fp16 only, loss scaling. Forward
-    passes run under ``autocast`` and ``dropout`` (see :func:`dropout_masks`). Returns the step's
-    loss: the mean of its micro-batches' mean losses.
+    Plus gradient clipping, the learning-rate schedule and, in fp16 only, loss scaling (a disabled
+    scaler passes everything through). Forward passes run under ``autocast`` and ``dropout`` (see
+    :func:`dropout_masks`). Returns the step's loss: the mean of its micro-batches' mean losses.
     """
     optimizer.zero_grad(set_to_none=True)
     step_loss = 0.0
@@ -123,50 +105,50 @@ def train_step(model, micro_batches, optimizer, scheduler, autocast, scaler, max
         # Data-parallel processes average their gradients once per step, on the last micro-batch.
         last = i == len(micro_batches) - 1
         with contextlib.nullcontext() if last or not isinstance(model, DistributedDataParallel) else model.no_sync():
-            with autocast, dropout:
+            with autocast or contextlib.nullcontext(), dropout or contextlib.nullcontext():
                 loss = model(**batch).loss / len(micro_batches)
             scaler.scale(loss).backward()
         step_loss += loss.detach().float()
-    if scaler.is_enabled():  # fp16: GradScaler sets the fused step's gradient divisor itself
-        scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-        scaler.step(optimizer)
-        scaler.update()
-    else:
-        clipped_step(optimizer, max_grad_norm)
+    scaler.unscale_(optimizer)  # fp16: clip the true gradients, not the scaled ones
+    torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    scaler.step(optimizer)
+    scaler.update()
     scheduler.step()
     return step_loss
 
 
-def clipped_step(optimizer: torch.optim.Optimizer, max_grad_norm: float) -> None:
-    """``clip_grad_norm_(max_grad_norm)`` then ``optimizer.step()``, with the clipping done by the step.
+class StepRow(NamedTuple):
+    """A row of ``train_steps.csv``: the mean loss of the steps since the previous row."""
 
-    ``clip_grad_norm_`` multiplies every gradient by ``max_grad_norm / norm`` in a pass of its own
-    over all of them. The fused AdamW kernel divides each gradient by ``optimizer.grad_scale`` as it
-    reads it (the hook ``GradScaler`` unscales fp16 gradients through), so setting that to
-    ``norm / max_grad_norm`` clips the same gradients without the extra pass: about 2% of a CPU step
-    (``benchmarks/optimizer_step.py``). Other optimizers get ``clip_grad_norm_``.
-    """
-    if not all(group.get("fused") for group in optimizer.param_groups):
-        clip_then_step(optimizer, max_grad_norm)
-        return
-    norm = torch.nn.utils.get_total_norm([p.grad for p in _parameters_with_grads(optimizer)])
-    # clip_grad_norm_'s factor, max_grad_norm / (norm + 1e-6) where that is under 1, as a divisor.
-    optimizer.grad_scale = ((norm + 1e-6) / max_grad_norm).clamp(min=1.0)
-    try:
-        optimizer.step()
-    finally:
-        del optimizer.grad_scale
+    step: int
+    epoch: int
+    loss: float
+    lr: float
 
 
-def clip_then_step(optimizer: torch.optim.Optimizer, max_grad_norm: float) -> None:
-    """Clipping in a pass of its own, as Hugging Face Trainer does: ``clip_grad_norm_``, then the step."""
-    torch.nn.utils.clip_grad_norm_(_parameters_with_grads(optimizer), max_grad_norm)
-    optimizer.step()
+class EpochRow(NamedTuple):
+    """A row of ``train_epochs.csv``: an epoch's mean training loss and its validation results."""
+
+    epoch: int
+    step: int
+    train_loss: float
+    val_loss: float
+    val_accuracy: float
 
 
-def _parameters_with_grads(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
-    return [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+@dataclass
+class TrainingLog:
+    """What the loop records: per-step loss and learning rate, per-epoch validation results."""
+
+    steps: list[StepRow] = field(default_factory=list)
+    epochs: list[EpochRow] = field(default_factory=list)
+
+    def write(self, plots_dir: Path) -> None:
+        write_csv_atomic(plots_dir / "train_steps.csv", StepRow._fields,
+                         [(r.step, r.epoch, f"{r.loss:.5f}", f"{r.lr:.4e}") for r in self.steps])
+        write_csv_atomic(plots_dir / "train_epochs.csv", EpochRow._fields,
+                         [(r.epoch, r.step, f"{r.train_loss:.5f}", f"{r.val_loss:.5f}", f"{r.val_accuracy:.5f}")
+                          for r in self.epochs])
 
 
 @dataclass
@@ -186,17 +168,45 @@ class LoopState:
     epoch_loss: torch.Tensor = field(default_factory=lambda: torch.zeros(()))
     interval_loss: torch.Tensor = field(default_factory=lambda: torch.zeros(()))
 
+    def count_examples(self, micro_batches: list[dict[str, torch.Tensor]]) -> None:
+        """Count a step's examples and its real and padded tokens (on the CPU: no wait on a GPU)."""
+        for batch in micro_batches:
+            self.samples += len(batch["labels"])
+            self.real_tokens += int(batch["attention_mask"].sum())
+            self.padded_tokens += batch["attention_mask"].numel()
+
+    def count_step(self, loss: torch.Tensor) -> None:
+        """Count a finished optimizer step and add its loss to the epoch's and the log interval's sums."""
+        self.step += 1
+        self.steps_in_epoch += 1
+        self.interval_steps += 1
+        self.epoch_loss += loss
+        self.interval_loss += loss
+
+    def finish_epoch(self, epoch: int) -> None:
+        self.epoch, self.steps_in_epoch = epoch + 1, 0
+        self.epoch_loss.zero_()
+
     def to_checkpoint(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         scalars = {name: getattr(self, name) for name in ("epoch", "steps_in_epoch", "step", "interval_steps",
                                                            "samples", "real_tokens", "padded_tokens", "elapsed_s")}
-        scalars["log"] = {"steps": self.log.steps, "epochs": self.log.epochs}
+        scalars["log"] = {"steps": self.log.steps, "epochs": self.log.epochs}  # named tuples are JSON lists
         return scalars, {"epoch_loss": self.epoch_loss.cpu(), "interval_loss": self.interval_loss.cpu()}
 
     @classmethod
     def from_checkpoint(cls, loop: dict[str, Any]) -> LoopState:
-        log = TrainingLog([tuple(row) for row in loop["log"]["steps"]], [tuple(row) for row in loop["log"]["epochs"]])
+        log = TrainingLog([StepRow(*row) for row in loop["log"]["steps"]],
+                          [EpochRow(*row) for row in loop["log"]["epochs"]])
         scalars = {key: value for key, value in loop.items() if key not in ("log", "tensors")}
         return cls(**scalars, log=log, **loop["tensors"])
+
+
+def check_cache_matches_model(meta: dict, tokenizer, model_name: str) -> None:
+    if meta["tokenizer_fingerprint"] != tokenizer_fingerprint(tokenizer):
+        raise PipelineError(
+            f"the tokenized cache was made with the tokenizer of {meta['tokenizer']!r}, not that of model.name={model_name!r} "
+            f"(rerun the tokenize stage: dvc repro tokenize)"
+        )
 
 
 def run_params(params: Params, group: ProcessGroup, train_data_sha256: str) -> dict[str, Any]:
@@ -209,6 +219,108 @@ def chunks(items: Iterable, size: int) -> Iterator[list]:
     iterator = iter(items)
     while chunk := list(itertools.islice(iterator, size)):
         yield chunk
+
+
+@dataclass
+class Run:
+    """Everything the loop works with, built by :func:`set_up`."""
+
+    cfg: TrainConfig
+    group: ProcessGroup
+    model: torch.nn.Module  # the model itself, for validation and saving
+    ddp_model: torch.nn.Module  # what trains: the model, or its DistributedDataParallel wrapper
+    tokenizer: Any
+    label_names: list[str]
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: torch.amp.GradScaler
+    autocast: contextlib.AbstractContextManager
+    dropout: contextlib.AbstractContextManager
+    batches: LengthGroupedBatches
+    train_loader: BatchLoader
+    val_loader: BatchLoader
+    steps_per_epoch: int
+    checkpoints: CheckpointFolder | None
+    state: LoopState
+    resumed_from_step: int = 0  # the checkpoint's step when this process resumed a run; 0 for a fresh one
+    started: float = field(default_factory=time.perf_counter)
+    progress: Any = None  # the current epoch's progress bar
+
+    @property
+    def device(self) -> torch.device:
+        return self.group.device
+
+    def elapsed_s(self) -> float:
+        """Training time of the whole run, the parts before a resume included."""
+        return self.state.elapsed_s + time.perf_counter() - self.started
+
+    def epoch_steps(self, epoch: int) -> Iterator[list[dict[str, torch.Tensor]]]:
+        """The epoch's remaining optimizer steps, each a list of micro-batches on the device, with a progress bar."""
+        self.batches.set_epoch(epoch)
+        micro_batches = self.train_loader.with_indices(start=self.state.steps_in_epoch * self.cfg.grad_accum_steps)
+        self.progress = self.group.progress_bar(
+            chunks(micro_batches, self.cfg.grad_accum_steps), desc=f"epoch {epoch}/{self.cfg.epochs}", unit="step",
+            total=self.steps_per_epoch, initial=self.state.steps_in_epoch)
+        for step in self.progress:
+            micro_batches = [batch for _, batch in step]
+            self.state.count_examples(micro_batches)
+            yield [{name: tensor.to(self.device, non_blocking=True) for name, tensor in batch.items()} for batch in micro_batches]
+        self.progress.close()
+
+    def log_step(self, epoch: int) -> None:
+        """A row with the mean loss since the last one, shown on the progress bar."""
+        state = self.state
+        mean_loss = self.group.mean(state.interval_loss).item() / state.interval_steps
+        state.interval_loss.zero_()
+        state.interval_steps = 0
+        lr = self.scheduler.get_last_lr()[0]
+        state.log.steps.append(StepRow(state.step, epoch, mean_loss, lr))
+        speed = state.samples * self.group.world_size / self.elapsed_s()
+        self.progress.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{lr:.2e}", samples_s=f"{speed:.0f}", refresh=False)
+
+    def checkpoint_due(self, end_of_epoch: bool) -> bool:
+        """Every ``checkpoint_every_steps`` steps; the end of an epoch gets its own, after validation."""
+        every = self.cfg.checkpoint_every_steps
+        return bool(self.checkpoints and every and self.state.step % every == 0 and not end_of_epoch)
+
+    def validate(self, epoch: int) -> None:
+        """Score the validation split and log the epoch; each process predicts its share of the sentences."""
+        state = self.state
+        train_loss = self.group.mean(state.epoch_loss).item() / self.steps_per_epoch
+        self.group.print(f"epoch {epoch}/{self.cfg.epochs}: validating on {len(self.val_loader.split)} sentences")
+        predictions = predict(self.model, self.val_loader, self.device, gather=self.group.all_gather, autocast=self.autocast)
+        if self.group.is_main:
+            val = score(predictions, n_classes=len(self.label_names))
+            state.log.epochs.append(EpochRow(epoch, state.step, train_loss, val["loss"], val["accuracy"]))
+            self.group.print(f"epoch {epoch}/{self.cfg.epochs}: train loss {train_loss:.4f}, validation loss "
+                             f"{val['loss']:.4f}, accuracy {val['accuracy']:.4f}, {self.elapsed_s():.0f} s")
+
+    def save_checkpoint(self) -> None:
+        loop, loop_tensors = self.state.to_checkpoint()
+        loop["elapsed_s"] = self.elapsed_s()
+        # Every process has its own random numbers, loss sums and counts; rank 0 writes them all.
+        ranks = self.group.all_gather({"rng": capture_rng(self.device), "loop": loop, "loop_tensors": loop_tensors})
+        if self.group.is_main:
+            saved = self.checkpoints.save(self.state.step, self.model, self.optimizer, self.scheduler, self.scaler, ranks)
+            self.group.print(f"checkpoint: step {self.state.step} saved to {saved}")
+
+    def summary(self) -> str:
+        """What this run is about to do, printed once at its start."""
+        cfg, group = self.cfg, self.group
+        per_step = cfg.batch_size * group.world_size * cfg.grad_accum_steps
+        lines = [
+            f"training {len(self.train_loader.split):,} examples, validating on {len(self.val_loader.split):,}; "
+            f"{len(self.label_names)} classes",
+            f"{cfg.epochs} epochs × {self.steps_per_epoch:,} steps = {cfg.epochs * self.steps_per_epoch:,} optimizer steps "
+            f"of {per_step} examples ({cfg.batch_size} per process × {group.world_size} processes × "
+            f"{cfg.grad_accum_steps} accumulated)",
+            f"device {self.device}, precision {cfg.precision}, lr {cfg.lr:g}, seed {cfg.seed}",
+        ]
+        rates = sorted({module.p for module in self.model.modules() if isinstance(module, torch.nn.Dropout) and module.p > 0})
+        if isinstance(self.dropout, FastCpuDropout) and rates:
+            applied = ", ".join(f"{p:g} → {rounded_rate(p):.6f}" for p in rates)
+            lines.append(f"fast CPU dropout is on (train.fast_dropout): rates rounded to a multiple of 1/65536 ({applied})")
+        return "\n".join(f"  {line}" for line in lines)
 
 
 def run_train_stage(params: Params, tokenized_dir, model_dir, metrics_path, plots_dir, checkpoint_dir=None) -> dict | None:
@@ -227,14 +339,37 @@ def train(params: Params, tokenized_dir: str | Path, model_dir: str | Path, metr
     """
     group = parallel.join(params.train.device)
     try:
-        return _train(params, group, Path(tokenized_dir), Path(model_dir), Path(metrics_path), Path(plots_dir),
-                      Path(checkpoint_dir) if checkpoint_dir else None)
+        run = set_up(params, group, Path(tokenized_dir), Path(checkpoint_dir) if checkpoint_dir else None)
+        group.print(run.summary())
+        train_loop(run)
+        return wrap_up(run, Path(model_dir), Path(metrics_path), Path(plots_dir))
     finally:
         parallel.leave(group)
 
 
-def _train(params: Params, group: ProcessGroup, tokenized_dir: Path, model_dir: Path, metrics_path: Path,
-           plots_dir: Path, checkpoint_dir: Path | None) -> dict | None:
+def train_loop(run: Run) -> None:
+    """The loop: every epoch, every step, then validation; logging and checkpoints on the way."""
+    cfg, state = run.cfg, run.state
+    for epoch in range(state.epoch, cfg.epochs + 1):
+        run.ddp_model.train()
+        for micro_batches in run.epoch_steps(epoch):
+            # zero_grad → forward → backward → step, for each micro-batch of the step.
+            loss = train_step(run.ddp_model, micro_batches, run.optimizer, run.scheduler, run.autocast, run.scaler,
+                              cfg.max_grad_norm, run.dropout)
+            state.count_step(loss)
+            end_of_epoch = state.steps_in_epoch == run.steps_per_epoch
+            if state.step % cfg.log_every_steps == 0 or end_of_epoch:
+                run.log_step(epoch)
+            if run.checkpoint_due(end_of_epoch):
+                run.save_checkpoint()
+        run.validate(epoch)
+        state.finish_epoch(epoch)
+        if run.checkpoints:
+            run.save_checkpoint()
+
+
+def set_up(params: Params, group: ProcessGroup, tokenized_dir: Path, checkpoint_dir: Path | None) -> Run:
+    """Seeds, data, model, optimizer, schedule, the checkpoint to resume from, and data-parallel wrapping."""
     cfg, device = params.train, group.device
     set_seed(cfg.seed + group.rank)  # each process its own dropout masks; rank 0's are a lone process's
     meta = read_meta(tokenized_dir)
@@ -242,10 +377,6 @@ def _train(params: Params, group: ProcessGroup, tokenized_dir: Path, model_dir: 
     check_cache_matches_model(meta, tokenizer, params.model.name)
     train_split, val_split = load_split(tokenized_dir, TRAIN_SPLIT), load_split(tokenized_dir, EVAL_SPLIT)
     pad = meta["pad_token_id"]
-    autocast, scaler = autocast_for(cfg.precision, device), grad_scaler_for(cfg.precision, device)
-    dropout = dropout_masks(cfg, device)
-    if device.type == "cpu":
-        keep_freed_memory()  # before the model and its gradients are allocated
 
     # The checkpoint, if any, is checked before anything big is loaded, so a damaged one fails fast.
     checkpoints, found = None, None
@@ -260,110 +391,55 @@ def _train(params: Params, group: ProcessGroup, tokenized_dir: Path, model_dir: 
     model = load_pretrained_classifier(params.model.name, meta["label_names"], params.model.trust_remote_code,
                                        attn_implementation=training_attention(device)).to(device)
     batches = LengthGroupedBatches(train_split.lengths, cfg.batch_size, shuffle=True, seed=cfg.seed,
-                                   group_batches=cfg.group_by_length_batches, num_replicas=group.world_size, rank=group.rank,
-                                   micro_batches=cfg.grad_accum_steps)
+                                   group_batches=cfg.group_by_length_batches, num_replicas=group.world_size,
+                                   rank=group.rank, micro_batches=cfg.grad_accum_steps)
     train_loader = BatchLoader(train_split, batches, pad, cfg.pad_to_multiple_of)
-    val_loader = eval_loader(val_split, cfg.batch_size, pad, num_replicas=group.world_size, rank=group.rank)
     steps_per_epoch = len(train_loader) // cfg.grad_accum_steps
     optimizer = build_optimizer(model, cfg)
     scheduler = get_scheduler(optimizer, cfg, cfg.epochs * steps_per_epoch)
+    scaler = grad_scaler_for(cfg.precision, device)
 
     state = LoopState(epoch_loss=torch.zeros((), device=device), interval_loss=torch.zeros((), device=device))
     if found is not None:
         state = LoopState.from_checkpoint(found.restore(model, optimizer, scheduler, scaler, group.rank, device))
-        if group.is_main:
-            print(f"resuming from {found.folder}: epoch {state.epoch}, step {state.step}", file=sys.stderr, flush=True)
-    # Gradients are averaged across processes during backward; the model each process holds stays identical.
-    ddp_model = DistributedDataParallel(model) if group.distributed else model
+        group.print(f"resuming from {found.folder}: epoch {state.epoch}, step {state.step}")
+    return Run(
+        cfg=cfg, group=group, model=model,
+        # Gradients are averaged across processes during backward; the model each process holds stays identical.
+        ddp_model=DistributedDataParallel(model) if group.distributed else model,
+        tokenizer=tokenizer, label_names=meta["label_names"], optimizer=optimizer, scheduler=scheduler, scaler=scaler,
+        autocast=autocast_for(cfg.precision, device), dropout=dropout_masks(cfg, device),
+        batches=batches, train_loader=train_loader,
+        val_loader=eval_loader(val_split, cfg.batch_size, pad, num_replicas=group.world_size, rank=group.rank),
+        steps_per_epoch=steps_per_epoch, checkpoints=checkpoints, state=state, resumed_from_step=state.step,
+    )
 
-    def save_checkpoint() -> None:
-        loop, loop_tensors = state.to_checkpoint()
-        loop["elapsed_s"] = state.elapsed_s + time.perf_counter() - started
-        # Every process has its own random numbers, loss sums and counts; rank 0 writes them all.
-        ranks = group.all_gather({"rng": capture_rng(device), "loop": loop, "loop_tensors": loop_tensors})
-        if group.is_main:
-            saved = checkpoints.save(state.step, model, optimizer, scheduler, scaler, ranks)
-            print(f"checkpoint: step {state.step} saved to {saved}", file=sys.stderr, flush=True)
 
-    started = time.perf_counter()
-    for epoch in range(state.epoch, cfg.epochs + 1):
-        ddp_model.train()
-        batches.set_epoch(epoch)
-        micro_batches = train_loader.with_indices(start=state.steps_in_epoch * cfg.grad_accum_steps)
-        progress = tqdm(chunks(micro_batches, cfg.grad_accum_steps), desc=f"epoch {epoch}/{cfg.epochs}", unit="step",
-                        total=steps_per_epoch, initial=state.steps_in_epoch, file=sys.stderr, disable=not group.is_main,
-                        mininterval=0.5 if sys.stderr.isatty() else 60, dynamic_ncols=True)
-        for step_batches in progress:
-            step_batches = [batch for _, batch in step_batches]
-            for batch in step_batches:
-                state.samples += len(batch["labels"])
-                state.real_tokens += int(batch["attention_mask"].sum())
-                state.padded_tokens += batch["attention_mask"].numel()
-            step_batches = [{name: tensor.to(device, non_blocking=True) for name, tensor in batch.items()} for batch in step_batches]
-
-            loss = train_step(ddp_model, step_batches, optimizer, scheduler, autocast, scaler, cfg.max_grad_norm, dropout)
-
-            state.step += 1
-            state.steps_in_epoch += 1
-            state.epoch_loss += loss
-            state.interval_loss += loss
-            state.interval_steps += 1
-            end_of_epoch = state.steps_in_epoch == steps_per_epoch
-            if state.step % cfg.log_every_steps == 0 or end_of_epoch:
-                mean_loss = group.mean(state.interval_loss).item() / state.interval_steps
-                state.interval_loss.zero_()
-                state.interval_steps = 0
-                lr = scheduler.get_last_lr()[0]
-                state.log.steps.append((state.step, epoch, mean_loss, lr))
-                speed = state.samples * group.world_size / (state.elapsed_s + time.perf_counter() - started)
-                progress.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{lr:.2e}", samples_s=f"{speed:.0f}", refresh=False)
-            # The end of an epoch gets its checkpoint after validation, below.
-            if checkpoints and cfg.checkpoint_every_steps and state.step % cfg.checkpoint_every_steps == 0 and not end_of_epoch:
-                save_checkpoint()
-        progress.close()
-
-        train_loss = group.mean(state.epoch_loss).item() / steps_per_epoch
-        if group.is_main:
-            print(f"epoch {epoch}/{cfg.epochs}: validating on {len(val_split)} sentences", file=sys.stderr, flush=True)
-        # Each process predicts its share of the sentences; every process receives all predictions.
-        predictions = predict(model, val_loader, device, gather=group.all_gather, autocast=autocast)
-        if group.is_main:
-            val = score(predictions, n_classes=len(meta["label_names"]))
-            state.log.epochs.append((epoch, state.step, train_loss, val["loss"], val["accuracy"]))
-            print(f"epoch {epoch}/{cfg.epochs}: train loss {train_loss:.4f}, validation loss {val['loss']:.4f}, "
-                  f"accuracy {val['accuracy']:.4f}, {state.elapsed_s + time.perf_counter() - started:.0f} s",
-                  file=sys.stderr, flush=True)
-        state.epoch, state.steps_in_epoch = epoch + 1, 0
-        state.epoch_loss.zero_()
-        if checkpoints:
-            save_checkpoint()
-
-    runtime = state.elapsed_s + time.perf_counter() - started
+def wrap_up(run: Run, model_dir: Path, metrics_path: Path, plots_dir: Path) -> dict | None:
+    """Save the model, the training curves and the run's metrics (rank 0); mark the checkpoints finished."""
+    state, group = run.state, run.group
+    runtime = run.elapsed_s()
     counts = torch.tensor([state.samples, state.real_tokens, state.padded_tokens], dtype=torch.float64)
     samples, real_tokens, padded_tokens = (int(total) for total in sum(group.all_gather(counts)))
     if not group.is_main:
         return None
-    save_finetuned(model.cpu(), tokenizer, model_dir)
+    save_finetuned(run.model.cpu(), run.tokenizer, model_dir)
     state.log.write(plots_dir)
     last = state.log.epochs[-1]
     metrics = {
-        "epochs": cfg.epochs,
+        "epochs": run.cfg.epochs,
         "steps": state.step,
-        "train_loss": round(last[2], 6),
-        "val_loss": round(last[3], 6),
-        "val_accuracy": round(last[4], 6),
+        "train_loss": round(last.train_loss, 6),
+        "val_loss": round(last.val_loss, 6),
+        "val_accuracy": round(last.val_accuracy, 6),
         "train_runtime_s": round(runtime, 1),
         "train_samples_per_s": round(samples / runtime, 1),
         "padding_fraction": round(1 - real_tokens / padded_tokens, 4),
+        # How this process got there: a resumed run ran only the steps after its checkpoint.
+        "resumed_from_step": run.resumed_from_step,
+        "steps_run": state.step - run.resumed_from_step,
     }
     write_json_atomic(metrics_path, metrics)
-    if checkpoints:
-        checkpoints.finish(state.step)
+    if run.checkpoints:
+        run.checkpoints.finish(state.step)
     return metrics
-
-
-def get_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int):
-    """Linear warmup over ``warmup_ratio`` of the steps, then linear decay to zero."""
-    from transformers import get_linear_schedule_with_warmup
-
-    return get_linear_schedule_with_warmup(optimizer, math.ceil(cfg.warmup_ratio * total_steps), total_steps)
