@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The CI steps, one function each. `.ci/run` (this project's CI) and .github/workflows/ci.yml
 # (the workflow users adopt) both call these, in the same order, so the two cannot drift apart.
-#   bash .ci/steps.sh STEP      STEP: install | test | reproduce | gate | summary
+#   bash .ci/steps.sh STEP      STEP: install | lint | test | reproduce | gate | slow | summary
 # Environment: GATE_BASELINE (git revision to compare metrics with, default HEAD),
 # TORCH_INDEX_URL (optional pip index for the torch wheel, e.g. the CPU-only one).
 set -euo pipefail
@@ -20,6 +20,12 @@ step_install() {
   pip install --quiet -e ".[test]"
 }
 
+step_lint() {
+  activate
+  ruff check .
+  ruff format --check .
+}
+
 step_test() {
   activate
   python -m pytest   # the test command of README.md
@@ -36,6 +42,11 @@ step_gate() {
   python -m pipeline check --baseline "${GATE_BASELINE:-HEAD}"
 }
 
+step_slow() {
+  activate
+  python -m pytest -m slow   # long-running tests (queued sweeps), after the pipeline has run
+}
+
 step_summary() {
   activate
   {
@@ -47,6 +58,6 @@ step_summary() {
 }
 
 case "${1:-}" in
-  install | test | reproduce | gate | summary) "step_$1" ;;
-  *) echo "usage: bash .ci/steps.sh install|test|reproduce|gate|summary" >&2; exit 2 ;;
+  install | lint | test | reproduce | gate | slow | summary) "step_$1" ;;
+  *) echo "usage: bash .ci/steps.sh install|lint|test|reproduce|gate|slow|summary" >&2; exit 2 ;;
 esac

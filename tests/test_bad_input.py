@@ -194,6 +194,11 @@ def _(project):
     project.params(text="train: 3\n")
 
 
+@case("params-section-falsy")
+def _(project):
+    project.params(text="train: false\n")
+
+
 @case("params-unknown-key")
 def _(project):
     project.params({"train": {"epoch": 2}})

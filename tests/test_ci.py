@@ -18,7 +18,7 @@ def steps_in_ci_run():
 
 
 def test_workflow_and_ci_run_name_the_same_steps():
-    assert steps_in_workflow() == steps_in_ci_run() == ["install", "test", "reproduce", "gate", "summary"]
+    assert steps_in_workflow() == steps_in_ci_run() == ["install", "lint", "test", "reproduce", "gate", "slow", "summary"]
 
 
 def test_every_step_exists_in_the_steps_script():

@@ -1,3 +1,4 @@
+import re
 import subprocess
 import sys
 
@@ -25,6 +26,17 @@ def test_numbers_written_as_yaml_1_1_strings_are_accepted():
     # PyYAML reads "1e-5" (no dot) as a string.
     assert params_from_dict(yaml.safe_load("train:\n  lr: 1e-5\n")).train.lr == 1e-5
     assert params_from_dict({"train": {"max_grad_norm": 2}}).train.max_grad_norm == 2.0
+
+
+@pytest.mark.parametrize("falsy", [0, [], False, ""])
+def test_a_falsy_section_is_an_error_not_all_defaults(falsy):
+    expected = re.escape(f"invalid parameter train={falsy!r}: expected a mapping of train.* keys")
+    with pytest.raises(PipelineError, match=expected):
+        params_from_dict({"train": falsy})
+
+
+def test_an_empty_section_heading_takes_the_defaults():
+    assert params_from_dict(yaml.safe_load("train:\nmodel:\n")) == Params()
 
 
 @pytest.mark.parametrize(

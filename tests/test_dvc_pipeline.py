@@ -14,7 +14,9 @@ import yaml
 
 from conftest import PROJECT_ROOT, kill_process_tree
 
-PROJECT_FILES = ["dvc.yaml", "params.yaml", ".gitignore", ".dvc/config", ".dvc/.gitignore", "stages", "src"]
+# pyproject.toml too: the gate reads its settings ([tool.sst2-pipeline.gate]) from there.
+PROJECT_FILES = ["dvc.yaml", "params.yaml", "pyproject.toml", ".gitignore", ".dvc/config", ".dvc/.gitignore", "stages", "src"]
+RUN_DETAILS = ("train_runtime_s", "train_samples_per_s", "resumed_from_step", "steps_run")
 ALL_STAGES = ["download", "tokenize", "train", "evaluate"]
 
 
@@ -92,6 +94,7 @@ def test_nothing_changed_is_a_no_op(project):
         ({"train__lr": 3e-4}, ["train", "evaluate"]),
         ({"tokenize__max_length": 24}, ["tokenize", "train", "evaluate"]),
         ({"evaluate__batch_size": 4}, ["evaluate"]),
+        ({"train__checkpoint_every_steps": 5}, []),  # how often a run is saved changes nothing it computes
         ({"data__max_train_samples": 40}, ALL_STAGES),
     ],
 )
@@ -129,6 +132,10 @@ def test_gate_on_real_dvc_metrics_diff(project):
         eval_json.write_text(json.dumps({k: v for k, v in metrics.items() if k != "f1"}))
         missing = gate(project, "--baseline", "HEAD", "--metric", "metrics/eval.json:f1")
         assert missing.returncode == 3 and "missing in workspace" in missing.stdout
+
+        # With no --metric, the watched metrics are pyproject.toml's: accuracy and F1.
+        default = gate(project, "--baseline", "HEAD")
+        assert default.returncode == 3 and "metrics/eval.json:f1" in default.stdout and "missing in workspace" in default.stdout
 
         no_baseline = gate(project, "--baseline", "no-such-branch")
         assert no_baseline.returncode == 4 and "no baseline" in no_baseline.stderr
@@ -201,7 +208,7 @@ def test_dvc_repro_after_a_kill_ends_as_if_never_interrupted(project):
     def outcome() -> dict:
         metrics = json.loads((project / "metrics" / "train.json").read_text())
         return {"weights": (project / "models" / "classifier" / "model.safetensors").read_bytes(),
-                "train": {k: v for k, v in metrics.items() if k not in ("train_runtime_s", "train_samples_per_s")},
+                "train": {k: v for k, v in metrics.items() if k not in RUN_DETAILS},
                 "eval": (project / "metrics" / "eval.json").read_text(),
                 "steps": (project / "metrics" / "train_steps.csv").read_text()}
 
@@ -221,6 +228,8 @@ def test_dvc_repro_after_a_kill_ends_as_if_never_interrupted(project):
         resumed = run(project, "dvc", "repro")
         assert re.search(r"resuming from checkpoints/train/step-00000(08|10)", resumed.stdout + resumed.stderr)
         after_kill = outcome()
+        history = json.loads((project / "metrics" / "train.json").read_text())
+        assert history["resumed_from_step"] in (8, 10) and history["resumed_from_step"] + history["steps_run"] == 18
         assert sorted(p.name for p in (project / "checkpoints" / "train").iterdir()) == ["finished.json"]
         run(project, "dvc", "repro", "--force", "train", "evaluate")  # the same run, never interrupted
         assert outcome() == after_kill

@@ -46,3 +46,21 @@ def test_settings_from_pyproject(tmp_path):
     with pytest.raises(PipelineError, match="must read FILE:METRIC"):
         settings_from_pyproject(tmp_path / "pyproject.toml")
     assert settings_from_pyproject(tmp_path / "missing.toml") == GateSettings()
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('[tool.sst2-pipeline.gates]\nmetrics = ["m.json:f1"]\n', r"unknown key tool\.sst2-pipeline\.gates \(did you mean tool\.sst2-pipeline\.gate\?\)"),
+    ('[tool.sst2-pipeline.gate]\nmetric = ["m.json:f1"]\n', r"unknown key tool\.sst2-pipeline\.gate\.metric \(did you mean tool\.sst2-pipeline\.gate\.metrics\?\)"),
+    ('[tool.sst2_pipeline.gate]\nmetrics = ["m.json:f1"]\n', r"\[tool\.sst2_pipeline\] is not read; the gate's table is \[tool\.sst2-pipeline\.gate\]"),
+])
+def test_a_misspelt_gate_table_or_key_is_refused_not_replaced_by_defaults(tmp_path, text, message):
+    (tmp_path / "pyproject.toml").write_text(text)
+    with pytest.raises(PipelineError, match=message):
+        settings_from_pyproject(tmp_path / "pyproject.toml")
+
+
+def test_the_projects_own_pyproject_watches_accuracy_and_f1():
+    from conftest import PROJECT_ROOT
+
+    settings = settings_from_pyproject(PROJECT_ROOT / "pyproject.toml")
+    assert set(settings.watched) == {"metrics/eval.json:accuracy", "metrics/eval.json:f1"}

@@ -97,11 +97,23 @@ def test_only_rank_zero_writes_and_reports(runs):
     assert sorted(p.name for p in (two / "checkpoints").iterdir()) == ["finished.json"]
 
 
-def test_a_killed_two_process_run_resumes_to_the_same_results(runs, setup, tmp_path):
-    _, two, _ = runs
+@pytest.fixture(scope="module")
+def with_dropout(glue_dir, tokenizer, setup, tmp_path_factory):
+    """A model with dropout, so that each process's random state shapes the weights, and its 2-process run."""
+    _, tokenized = setup
+    root = tmp_path_factory.mktemp("dropout")
+    model = save_tiny_model(root / "model", tokenizer, dropout=0.1)
+    code, _, stderr = run_train(root / "uninterrupted", (model, tokenized), batch_size=4, processes=2)
+    assert code == 0, stderr
+    return (model, tokenized), root / "uninterrupted"
+
+
+@pytest.mark.parametrize("kill_after", ["checkpoint: step 6 saved", "checkpoint: step 9 saved"])  # epoch 1; epoch 2
+def test_a_killed_two_process_run_resumes_to_the_same_results(with_dropout, kill_after, tmp_path):
+    setup, uninterrupted = with_dropout
     process = start_train(tmp_path, setup, batch_size=4, processes=2)
     for line in process.stderr:
-        if "checkpoint: step 9 saved" in line:  # early in epoch 2
+        if kill_after in line:
             kill_process_tree(process.pid)  # torchrun's workers run in sessions of their own
             break
     process.wait(timeout=60)
@@ -111,8 +123,23 @@ def test_a_killed_two_process_run_resumes_to_the_same_results(runs, setup, tmp_p
     code, _, stderr = run_train(tmp_path, setup, batch_size=4, processes=2)
     assert code == 0, stderr
     assert "resuming from checkpoints/step-" in stderr
-    assert (tmp_path / "model" / "model.safetensors").read_bytes() == (two / "model" / "model.safetensors").read_bytes()
-    assert (tmp_path / "train_steps.csv").read_text() == (two / "train_steps.csv").read_text()
+    # Each process got its own random state back: with dropout, another process's would change the weights.
+    assert (tmp_path / "model" / "model.safetensors").read_bytes() == (uninterrupted / "model" / "model.safetensors").read_bytes()
+    assert (tmp_path / "train_steps.csv").read_text() == (uninterrupted / "train_steps.csv").read_text()
+    metrics = json.loads((tmp_path / "train.json").read_text())
+    resumed_from = int(kill_after.split()[2])
+    assert (metrics["resumed_from_step"], metrics["steps_run"]) == (resumed_from, 16 - resumed_from)
+
+
+def test_a_failing_worker_ends_the_stage_with_its_one_line_error(setup, tmp_path):
+    model, tokenized = setup
+    code, _, stderr = run_train(tmp_path, (model, tmp_path / "no-such-cache"), batch_size=4, processes=2)
+    assert code == 2
+    lines = stderr.strip().splitlines()
+    assert any(line.startswith("error: ") and "meta.json not found: run the tokenize stage first" in line for line in lines), stderr
+    assert lines[-1].startswith("error: a training process failed (its error is printed above)"), stderr
+    assert "Traceback" not in stderr
+    assert not (tmp_path / "model").exists() and not (tmp_path / "train.json").exists()
 
 
 def test_gradient_accumulation_trains_like_a_bigger_batch(setup, tmp_path):

@@ -1,7 +1,10 @@
 """Kill the real train stage with SIGKILL at chosen points, run it again, and get what an uninterrupted run gets.
 
 "The same" means: byte-identical model weights, identical loss/accuracy CSVs, identical
-``train.json`` except its two wall-clock fields (``train_runtime_s``, ``train_samples_per_s``).
+``train.json`` except its two wall-clock fields (``train_runtime_s``, ``train_samples_per_s``) and the
+two that say how the run got there (``resumed_from_step``, ``steps_run``). Those two are checked on
+their own: training is deterministic, so a run that ignored its checkpoint and started over would end
+with the same weights, and only the steps it ran tell a resume from a restart.
 """
 
 import json
@@ -18,6 +21,8 @@ from conftest import PROJECT_ROOT
 KILLER = PROJECT_ROOT / "tests" / "helpers" / "kill_train_stage.py"
 STAGE = PROJECT_ROOT / "stages" / "train_model.py"
 TIMING = {"train_runtime_s", "train_samples_per_s"}
+RUN_HISTORY = {"resumed_from_step", "steps_run"}
+TOTAL_STEPS = 24
 # 64 sentences, batch 8: 8 steps per epoch, 24 in all; a checkpoint every 3 steps and after each epoch.
 TRAIN = {"seed": 7, "epochs": 3, "batch_size": 8, "lr": 1e-3, "precision": "fp32", "group_by_length_batches": 4,
          "log_every_steps": 2, "checkpoint_every_steps": 3}
@@ -41,7 +46,7 @@ def results(folder: Path) -> dict:
     metrics = json.loads((folder / "train.json").read_text())
     return {
         "weights": (folder / "model" / "model.safetensors").read_bytes(),
-        "metrics": {k: v for k, v in metrics.items() if k not in TIMING},
+        "metrics": {k: v for k, v in metrics.items() if k not in TIMING | RUN_HISTORY},
         "steps.csv": (folder / "train_steps.csv").read_text(),
         "epochs.csv": (folder / "train_epochs.csv").read_text(),
     }
@@ -52,7 +57,16 @@ def uninterrupted(tokenized, tiny_bert, tmp_path_factory):
     folder = tmp_path_factory.mktemp("uninterrupted")
     done = run_train(folder, tokenized, write_params(folder, tiny_bert))
     assert done.returncode == 0, done.stderr
-    return results(folder)
+    return {**results(folder), "history": run_history(folder)}
+
+
+def run_history(folder: Path) -> tuple[int, int]:
+    metrics = json.loads((folder / "train.json").read_text())
+    return metrics["resumed_from_step"], metrics["steps_run"]
+
+
+def test_an_uninterrupted_run_runs_every_step(uninterrupted):
+    assert uninterrupted["history"] == (0, TOTAL_STEPS)
 
 
 @pytest.mark.parametrize("kill_at", [
@@ -61,18 +75,24 @@ def uninterrupted(tokenized, tiny_bert, tmp_path_factory):
     ("validation", 2),        # while validating epoch 2
     ("checkpoint-write", 9),  # half-way through writing the 5th checkpoint
     ("step", 23),             # in the last epoch
-    ("model-save", 1),        # after the last step, while saving the model
+    ("model-save", 1),        # after the last step, half-way through saving the model
 ], ids=lambda k: f"{k[0]}-{k[1]}")
 def test_a_killed_run_resumes_to_the_same_results(kill_at, tokenized, tiny_bert, uninterrupted, tmp_path):
     params = write_params(tmp_path, tiny_bert)
     killed = run_train(tmp_path, tokenized, params, kill_at=kill_at)
     assert killed.returncode == -9, killed.stderr
     assert not (tmp_path / "train.json").exists()
+    if kill_at[0] == "model-save":  # killed with the weights written and the tokenizer not: nothing in place
+        staged = [folder for folder in tmp_path.glob(".model.tmp-*") if (folder / "model.safetensors").is_file()]
+        assert staged and not (staged[0] / "tokenizer.json").exists() and not (tmp_path / "model").exists()
 
     resumed = run_train(tmp_path, tokenized, params)
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming from" in resumed.stderr
-    assert results(tmp_path) == uninterrupted
+    assert results(tmp_path) == {k: v for k, v in uninterrupted.items() if k != "history"}
+    # It went on from its checkpoint: only the steps after it ran (none, when killed after the last step).
+    resumed_from, steps_run = run_history(tmp_path)
+    assert resumed_from > 0 and resumed_from + steps_run == TOTAL_STEPS, (resumed_from, steps_run)
     # A finished run supersedes its checkpoints: nothing piles up.
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["finished.json"]
 
@@ -87,6 +107,7 @@ def test_a_checkpoint_from_other_params_is_not_resumed(tokenized, tiny_bert, tmp
     fresh.mkdir()
     assert run_train(fresh, tokenized, write_params(fresh, tiny_bert, lr=2e-3)).returncode == 0
     assert results(tmp_path) == results(fresh)
+    assert run_history(tmp_path) == run_history(fresh) == (0, TOTAL_STEPS)
 
 
 def test_checkpointing_changes_nothing_and_its_interval_does_not_block_resuming(tokenized, tiny_bert, uninterrupted, tmp_path):
@@ -94,4 +115,5 @@ def test_checkpointing_changes_nothing_and_its_interval_does_not_block_resuming(
     assert killed.returncode == -9
     resumed = run_train(tmp_path, tokenized, write_params(tmp_path, tiny_bert, checkpoint_every_steps=0))
     assert resumed.returncode == 0 and "resuming from" in resumed.stderr
-    assert results(tmp_path) == uninterrupted
+    assert results(tmp_path) == {k: v for k, v in uninterrupted.items() if k != "history"}
+    assert run_history(tmp_path) == (6, TOTAL_STEPS - 6)  # the checkpoint at step 6, before the kill at 8

@@ -82,7 +82,7 @@ class TrainConfig:
     group_by_length_batches: int = 64
     pad_to_multiple_of: int = 1
     # On CPUs, dropout masks from 16-bit PCG64 numbers (the rate rounded to a multiple of 1/65,536),
-    # several times cheaper than torch's; false: torch's own. See pipeline/dropout.py.
+    # cheaper than torch's; false: torch's own. See pipeline/dropout.py and docs/speed.md.
     fast_dropout: bool = True
     log_every_steps: int = 10
     # batch_size is per process; one optimizer step sees batch_size × processes × grad_accum_steps examples.
@@ -176,9 +176,11 @@ def params_from_dict(raw: Any, source: str = "params") -> Params:
     _reject_unknown(raw, hints, prefix="")
     values = {}
     for name in hints:
-        section = raw.get(name) or {}
-        if not isinstance(section, dict):
-            raise _invalid(name, section, f"a mapping of {name}.* keys")
+        section = raw.get(name)
+        if section is None:  # absent, or a heading with nothing under it: every key at its default
+            section = {}
+        if not isinstance(section, dict):  # 0, false, [] or "" is a mistake, not "all defaults"
+            raise _invalid(name, section, f"a mapping of {name}.* keys (or leave the section out for all defaults)")
         values[name] = _build_section(hints[name], section, prefix=name)
     return Params(**values)
 

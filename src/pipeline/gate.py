@@ -8,6 +8,7 @@ there is no baseline to compare with at all (4). Zero means every watched metric
 
 from __future__ import annotations
 
+import difflib
 import json
 import subprocess
 import sys
@@ -21,6 +22,7 @@ EXIT_OK, EXIT_WORSE, EXIT_MISSING, EXIT_NO_BASELINE = 0, 1, 3, 4
 DEFAULT_WATCHED = ("metrics/eval.json:accuracy",)
 DEFAULT_MAX_DROP = 0.01
 LOWER_IS_BETTER = {"loss"}
+TOOL = "sst2-pipeline"  # pyproject.toml's [tool.sst2-pipeline.gate] holds the settings
 
 
 class NoBaseline(PipelineError):
@@ -39,7 +41,8 @@ def settings_from_pyproject(path: str | Path = "pyproject.toml") -> GateSettings
     if not path.is_file():
         return GateSettings()
     try:
-        table = tomllib.loads(path.read_text(encoding="utf-8")).get("tool", {}).get("sst2-pipeline", {}).get("gate", {})
+        tools = tomllib.loads(path.read_text(encoding="utf-8")).get("tool", {})
+        table = _gate_table(tools, path)
         watched = tuple(table.get("metrics", DEFAULT_WATCHED))
         max_drop = float(table.get("max_drop", DEFAULT_MAX_DROP))
     except (tomllib.TOMLDecodeError, TypeError, ValueError) as exc:
@@ -48,6 +51,23 @@ def settings_from_pyproject(path: str | Path = "pyproject.toml") -> GateSettings
         if not isinstance(entry, str) or ":" not in entry:
             raise PipelineError(f"{path}: gate metric {entry!r} must read FILE:METRIC, e.g. metrics/eval.json:accuracy")
     return GateSettings(watched=watched, max_drop=max_drop)
+
+
+def _gate_table(tools: dict, path: Path) -> dict:
+    """``[tool.sst2-pipeline.gate]``; a misspelt table or key is an error, not a silent fall-back to defaults."""
+    if TOOL not in tools:
+        close = difflib.get_close_matches(TOOL, [str(name) for name in tools], n=1, cutoff=0.8)
+        if close:
+            raise PipelineError(f"{path}: [tool.{close[0]}] is not read; the gate's table is [tool.{TOOL}.gate] (rename it)")
+        return {}
+    for name, known in ((f"tool.{TOOL}", ["gate"]), (f"tool.{TOOL}.gate", ["metrics", "max_drop"])):
+        table = tools[TOOL] if name == f"tool.{TOOL}" else tools[TOOL].get("gate", {})
+        for key in table:
+            if key not in known:
+                close = difflib.get_close_matches(str(key), known, n=1)
+                hint = f"did you mean {name}.{close[0]}?" if close else f"known: {', '.join(known)}"
+                raise PipelineError(f"{path}: unknown key {name}.{key} ({hint})")
+    return tools[TOOL].get("gate", {})
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,11 @@ POINT is where the process dies, the N-th time it gets there:
   step        before an optimizer step (mid-epoch: the steps since the last checkpoint are lost)
   checkpoint  right after a checkpoint was saved
   validation  while validating at the end of an epoch
-  checkpoint-write  while a checkpoint is half written (N counts safetensors files written)
-  model-save  while the final model is being saved
+  checkpoint-write  while a checkpoint is half written: just before the N-th call of
+              ``checkpoint.save_file``, which writes two files per checkpoint (optimizer.safetensors,
+              then tensors.safetensors; model.safetensors goes through ``save_model``)
+  model-save  half-way through saving the final model: its weights are in the staging folder, its
+              tokenizer files not yet (N counts ``save_pretrained`` calls of a model)
 """
 
 import os
@@ -46,7 +49,9 @@ elif point == "validation":
 elif point == "checkpoint-write":
     checkpoint.save_file = kill_on_nth_call(checkpoint.save_file)
 elif point == "model-save":
-    training.save_finetuned = kill_on_nth_call(training.save_finetuned)
+    from transformers import PreTrainedModel
+
+    PreTrainedModel.save_pretrained = kill_on_nth_call(PreTrainedModel.save_pretrained, after=True)
 else:
     sys.exit(f"unknown kill point {point!r}")
 
