@@ -42,7 +42,9 @@ VARIANTS = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train-samples", type=int, default=10_000, help="training sentences (seeded subsample)")
-    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS), help="which runs (default: all)")
+    parser.add_argument(
+        "--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS), help="which runs (default: all)"
+    )
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/batching_precision_accuracy.json"))
     args = parser.parse_args()
@@ -60,7 +62,9 @@ def main() -> None:
             change = {key: value for key, value in change.items() if value is not None}
             run = dataclasses.replace(params, train=dataclasses.replace(params.train, **change))
             started = time.perf_counter()
-            metrics = train(run, scratch / "tokenized", scratch / name / "model", scratch / name / "train.json", scratch / name)
+            metrics = train(
+                run, scratch / "tokenized", scratch / name / "model", scratch / name / "train.json", scratch / name
+            )
             epochs = (scratch / name / "train_epochs.csv").read_text().splitlines()[1:]
             accuracy_by_epoch = [float(line.split(",")[4]) for line in epochs]
             rows[name] = {
@@ -78,18 +82,27 @@ def main() -> None:
 
     best = max(row["val_accuracy"] for row in rows.values())
     standard_error = math.sqrt(best * (1 - best) / n_val)
-    print(f"\n{args.train_samples} training sentences, {params.train.epochs} epochs, {n_val} validation sentences; "
-          f"one standard error of an accuracy near {best:.3f}: {standard_error:.4f}\n")
+    print(
+        f"\n{args.train_samples} training sentences, {params.train.epochs} epochs, {n_val} validation sentences; "
+        f"one standard error of an accuracy near {best:.3f}: {standard_error:.4f}\n"
+    )
     print("| batches | precision | dropout masks | validation accuracy by epoch | padding |")
     print("|---|---|---|---|---|")
     for row in rows.values():
-        batches = "plain random" if row["group_by_length_batches"] == 1 else f"grouped ({row['group_by_length_batches']})"
+        batches = (
+            "plain random" if row["group_by_length_batches"] == 1 else f"grouped ({row['group_by_length_batches']})"
+        )
         by_epoch = " / ".join(f"{a:.4f}" for a in row["val_accuracy_by_epoch"])
         masks = "fast (16-bit PCG64)" if row["fast_dropout"] else "torch"
         print(f"| {batches} | {row['precision']} | {masks} | {by_epoch} | {row['padding_fraction']:.0%} |")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    report = {"train_samples": args.train_samples, "epochs": params.train.epochs, "validation_examples": n_val,
-              "standard_error": standard_error, "rows": rows}
+    report = {
+        "train_samples": args.train_samples,
+        "epochs": params.train.epochs,
+        "validation_examples": n_val,
+        "standard_error": standard_error,
+        "rows": rows,
+    }
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwritten to {args.out}")
 

@@ -35,8 +35,8 @@ def worker(args: argparse.Namespace) -> None:
     from pipeline.batching import BatchLoader, LengthGroupedBatches
     from pipeline.config import TrainConfig, load_params
     from pipeline.modeling import load_pretrained_classifier
-    from pipeline.tokenization import load_split, read_meta
     from pipeline.precision import autocast_for, grad_scaler_for
+    from pipeline.tokenization import load_split, read_meta
     from pipeline.training import build_optimizer, get_scheduler, set_seed, train_step, training_attention
 
     params = load_params(args.params)
@@ -47,10 +47,18 @@ def worker(args: argparse.Namespace) -> None:
     set_seed(cfg.seed + group.rank)
     meta = read_meta(args.tokenized)
     split = load_split(args.tokenized, "train")
-    model = load_pretrained_classifier(args.model or params.model.name, meta["label_names"],
-                                       attn_implementation=training_attention(group.device)).to(group.device)
-    batches = LengthGroupedBatches(split.lengths, per_process, shuffle=True, seed=cfg.seed,
-                                   group_batches=cfg.group_by_length_batches, num_replicas=group.world_size, rank=group.rank)
+    model = load_pretrained_classifier(
+        args.model or params.model.name, meta["label_names"], attn_implementation=training_attention(group.device)
+    ).to(group.device)
+    batches = LengthGroupedBatches(
+        split.lengths,
+        per_process,
+        shuffle=True,
+        seed=cfg.seed,
+        group_batches=cfg.group_by_length_batches,
+        num_replicas=group.world_size,
+        rank=group.rank,
+    )
     loader = BatchLoader(split, batches, meta["pad_token_id"], cfg.pad_to_multiple_of)
     optimizer = build_optimizer(model, cfg)
     scheduler = get_scheduler(optimizer, cfg, args.warmup + args.steps)
@@ -76,9 +84,20 @@ def worker(args: argparse.Namespace) -> None:
     seconds = time.perf_counter() - started
     total = sum(group.all_gather(samples))
     if group.is_main:
-        print(json.dumps({"processes": group.world_size, "per_process_batch": per_process, "global_batch": global_batch,
-                          "threads_per_process": torch.get_num_threads(), "steps": args.steps,
-                          "seconds": round(seconds, 2), "samples_per_s": round(total / seconds, 1)}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "processes": group.world_size,
+                    "per_process_batch": per_process,
+                    "global_batch": global_batch,
+                    "threads_per_process": torch.get_num_threads(),
+                    "steps": args.steps,
+                    "seconds": round(seconds, 2),
+                    "samples_per_s": round(total / seconds, 1),
+                }
+            ),
+            flush=True,
+        )
     parallel.leave(group)
 
 
@@ -99,25 +118,52 @@ def main() -> None:
 
     rows = []
     for n in args.processes:
-        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={n}", __file__, "--worker",
-                   "--steps", str(args.steps), "--warmup", str(args.warmup), "--device", args.device,
-                   "--params", args.params, "--tokenized", args.tokenized]
+        command = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc-per-node={n}",
+            __file__,
+            "--worker",
+            "--steps",
+            str(args.steps),
+            "--warmup",
+            str(args.warmup),
+            "--device",
+            args.device,
+            "--params",
+            args.params,
+            "--tokenized",
+            args.tokenized,
+        ]
         if args.model:
             command += ["--model", args.model]
         # Both configurations get the same cores: one process all of them, N processes a share each.
         threads = max(1, (os.cpu_count() or 1) // n) if args.device == "cpu" else 1
-        done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+        done = subprocess.run(
+            command, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": str(threads)}
+        )
         if done.returncode != 0:
             sys.exit(f"error: {n} process(es) failed:\n{done.stderr[-3000:]}")
         rows.append(json.loads([line for line in done.stdout.splitlines() if line.startswith("{")][-1]))
 
     base = rows[0]["samples_per_s"]
-    print(f"{'processes':>9} {'batch/process':>13} {'global batch':>12} {'threads':>7} {'samples/s':>10} {'vs first':>8}")
+    print(
+        f"{'processes':>9} {'batch/process':>13} {'global batch':>12} {'threads':>7} {'samples/s':>10} {'vs first':>8}"
+    )
     for row in rows:
-        print(f"{row['processes']:>9} {row['per_process_batch']:>13} {row['global_batch']:>12} {row['threads_per_process']:>7} "
-              f"{row['samples_per_s']:>10.1f} {row['samples_per_s'] / base:>7.2f}x")
-    machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "torch": torch.__version__,
-               "device": args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")}
+        print(
+            f"{row['processes']:>9} {row['per_process_batch']:>13} {row['global_batch']:>12} "
+            f"{row['threads_per_process']:>7} "
+            f"{row['samples_per_s']:>10.1f} {row['samples_per_s'] / base:>7.2f}x"
+        )
+    machine = {
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "device": args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"),
+    }
     if torch.cuda.is_available() and args.device != "cpu":
         machine["gpu"] = torch.cuda.get_device_name()
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

@@ -2,8 +2,8 @@
 
 ``torch.profiler`` puts its own cost on every operator and changes where memory lands: under it,
 zero-filling the 47 MB word-embedding gradient took 84 ms of a 273 ms step, where the same steps
-took 218 ms without it and, once warm, fault no pages. So this measures by subtraction instead, every part on the same batches, the parts taking turns batch by
-batch:
+took 218 ms without it and, once warm, fault no pages. So this measures by subtraction instead,
+every part on the same batches, the parts taking turns batch by batch:
 
 - **step**: ``train_step`` as the train stage runs it, with the default params;
 - **forward + backward**: the same without the optimizer step (clipping, fused AdamW, schedule);
@@ -38,6 +38,7 @@ from pathlib import Path
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
+from train_throughput import matmul_peak, non_embedding_parameters, sample
 
 from pipeline.batching import BatchLoader, LengthGroupedBatches
 from pipeline.config import load_params
@@ -45,7 +46,6 @@ from pipeline.modeling import load_pretrained_classifier
 from pipeline.precision import autocast_for, grad_scaler_for
 from pipeline.tokenization import load_split, read_meta
 from pipeline.training import build_optimizer, dropout_masks, get_scheduler, train_step, training_attention
-from train_throughput import matmul_peak, non_embedding_parameters, sample
 
 # The parts timed, and the parts of a step derived from them.
 STEP, FORWARD_BACKWARD, NO_DROPOUT = "step", "forward + backward", "forward + backward without dropout"
@@ -57,8 +57,12 @@ OPTIMIZER_SHARE = "optimizer (norm, clipped fused AdamW, schedule)"
 FIXED_SHARE = "fixed per-step cost (dispatch, Python, autograd, weight casts)"
 REST_SHARE = "everything else (softmax, GELU, LayerNorm, activation casts, embedding gradient, ...)"
 
-MATMULS = {torch.ops.aten.mm.default, torch.ops.aten.addmm.default, torch.ops.aten.bmm.default,
-           torch.ops.aten.baddbmm.default}
+MATMULS = {
+    torch.ops.aten.mm.default,
+    torch.ops.aten.addmm.default,
+    torch.ops.aten.bmm.default,
+    torch.ops.aten.baddbmm.default,
+}
 
 
 class MatmulRecorder(TorchDispatchMode):
@@ -70,19 +74,27 @@ class MatmulRecorder(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         if func in MATMULS:
-            self.calls.append((func, [(a.shape, a.stride(), a.dtype) if isinstance(a, torch.Tensor) else a for a in args],
-                               kwargs or {}))
+            self.calls.append(
+                (
+                    func,
+                    [(a.shape, a.stride(), a.dtype) if isinstance(a, torch.Tensor) else a for a in args],
+                    kwargs or {},
+                )
+            )
         return func(*args, **(kwargs or {}))
 
 
 def matmul_flops(func, args) -> int:
     """2·M·N·K (times the batch for ``bmm``) of one recorded product."""
-    left, right = (args[1], args[2]) if func in (torch.ops.aten.addmm.default, torch.ops.aten.baddbmm.default) else args[:2]
+    left, right = (
+        (args[1], args[2]) if func in (torch.ops.aten.addmm.default, torch.ops.aten.baddbmm.default) else args[:2]
+    )
     return 2 * math.prod(left[0]) * right[0][-1]
 
 
 def replayers(call_lists: list[list]) -> list[Callable[[], None]]:
     """For each list of recorded calls, a function that runs them again on random memory, same layouts."""
+
     def extent(shape, stride):
         return 1 + sum((n - 1) * s for n, s in zip(shape, stride))
 
@@ -94,13 +106,17 @@ def replayers(call_lists: list[list]) -> list[Callable[[], None]]:
     memory = {dtype: torch.randn(n, dtype=dtype) for dtype, n in sizes.items()}  # one pool, shared by all
 
     def replayer(calls: list) -> Callable[[], None]:
-        ready = [(func, [memory[a[2]].as_strided(a[0], a[1]) if isinstance(a, tuple) else a for a in args], kwargs)
-                 for func, args, kwargs in calls]
+        ready = [
+            (func, [memory[a[2]].as_strided(a[0], a[1]) if isinstance(a, tuple) else a for a in args], kwargs)
+            for func, args, kwargs in calls
+        ]
 
         def replay() -> None:
             for func, args, kwargs in ready:
                 func(*args, **kwargs)
+
         return replay
+
     return [replayer(calls) for calls in call_lists]
 
 
@@ -128,7 +144,9 @@ def encoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--no-compile", action="store_true", help="skip the steps with compiled layers (saves about 3 minutes)")
+    parser.add_argument(
+        "--no-compile", action="store_true", help="skip the steps with compiled layers (saves about 3 minutes)"
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/step_breakdown.json"))
     args = parser.parse_args()
 
@@ -137,24 +155,38 @@ def main() -> None:
     meta = read_meta("data/tokenized")
     window = cfg.group_by_length_batches
     split = sample(load_split("data/tokenized", "train"), cfg.batch_size * window)
-    batches = list(BatchLoader(split, LengthGroupedBatches(split.lengths, cfg.batch_size, shuffle=True, seed=cfg.seed,
-                                                           group_batches=window),
-                               meta["pad_token_id"], cfg.pad_to_multiple_of))
+    batches = list(
+        BatchLoader(
+            split,
+            LengthGroupedBatches(split.lengths, cfg.batch_size, shuffle=True, seed=cfg.seed, group_batches=window),
+            meta["pad_token_id"],
+            cfg.pad_to_multiple_of,
+        )
+    )
     real_tokens = sum(int(b["attention_mask"].sum()) for b in batches)
     padded_tokens = sum(b["attention_mask"].numel() for b in batches)
     first = next(i for i in range(len(split)) if len(split[i][0]) >= 4)
-    tiny = {"input_ids": split[first][0][None, :4], "attention_mask": torch.ones(1, 4, dtype=torch.long),
-            "labels": split.labels[first:first + 1]}
+    tiny = {
+        "input_ids": split[first][0][None, :4],
+        "attention_mask": torch.ones(1, 4, dtype=torch.long),
+        "labels": split.labels[first : first + 1],
+    }
 
     def training_copy() -> tuple[torch.nn.Module, torch.optim.Optimizer, object]:
         torch.manual_seed(cfg.seed)
-        model = load_pretrained_classifier(params.model.name, meta["label_names"], attn_implementation=training_attention(cpu))
+        model = load_pretrained_classifier(
+            params.model.name, meta["label_names"], attn_implementation=training_attention(cpu)
+        )
         model.train()
         optimizer = build_optimizer(model, cfg)
         return model, optimizer, get_scheduler(optimizer, cfg, 1_000_000)
 
     model, optimizer, scheduler = training_copy()
-    autocast, scaler, dropout = autocast_for(cfg.precision, cpu), grad_scaler_for(cfg.precision, cpu), dropout_masks(cfg, cpu)
+    autocast, scaler, dropout = (
+        autocast_for(cfg.precision, cpu),
+        grad_scaler_for(cfg.precision, cpu),
+        dropout_masks(cfg, cpu),
+    )
     counted_flops = 6 * non_embedding_parameters(model) * real_tokens
 
     def forward_backward(batch) -> None:
@@ -177,8 +209,9 @@ def main() -> None:
     # Each part runs on batch i, then the next part on batch i, and so on: this machine's speed
     # drifts within a minute, and taking turns batch by batch gives every part the same drift.
     parts: dict[str, Callable[[int], None]] = {
-        STEP: lambda i: train_step(model, [batches[i]], optimizer, scheduler, autocast, scaler, cfg.max_grad_norm,
-                                   dropout),
+        STEP: lambda i: train_step(
+            model, [batches[i]], optimizer, scheduler, autocast, scaler, cfg.max_grad_norm, dropout
+        ),
         FORWARD_BACKWARD: lambda i: forward_backward(batches[i]),
         NO_DROPOUT: lambda i: forward_backward_without_dropout(batches[i]),
         # Without dropout, whose calls cost something at any size too: that counts under dropout.
@@ -192,8 +225,9 @@ def main() -> None:
 
         def compiled_step(i: int) -> None:
             # The fast masks call numpy, which a compiled graph cannot hold: Inductor draws its own.
-            train_step(compiled, [batches[i]], compiled_optimizer, compiled_scheduler, autocast, scaler,
-                       cfg.max_grad_norm)
+            train_step(
+                compiled, [batches[i]], compiled_optimizer, compiled_scheduler, autocast, scaler, cfg.max_grad_norm
+            )
 
         def compiled_step_without_dropout(i: int) -> None:
             with without_dropout(compiled):
@@ -213,12 +247,15 @@ def main() -> None:
         for name in names:
             seconds[name].append(0.0)
         for i in range(len(batches)):
-            for name in names[i % len(names):] + names[:i % len(names)]:
+            for name in names[i % len(names) :] + names[: i % len(names)]:
                 start = time.perf_counter()
                 parts[name](i)
                 seconds[name][-1] += time.perf_counter() - start
-        print(f"  round {r + 1}/{args.rounds}: bf16 peak {peaks[-1] / 1e9:.0f} GFLOP/s, step "
-              f"{1e3 * seconds[STEP][-1] / len(batches):.1f} ms", flush=True)
+        print(
+            f"  round {r + 1}/{args.rounds}: bf16 peak {peaks[-1] / 1e9:.0f} GFLOP/s, step "
+            f"{1e3 * seconds[STEP][-1] / len(batches):.1f} ms",
+            flush=True,
+        )
 
     def per_round(f: Callable[[int], float]) -> float:
         return statistics.median(f(r) for r in range(args.rounds))
@@ -240,44 +277,74 @@ def main() -> None:
 
     def ceiling(removed: list[str]) -> float:
         """MFU if the parts named took no time and the rest stayed as measured."""
-        return per_round(lambda r: counted_flops * 1e3 / len(batches)
-                         / (peaks[r] * (ms(STEP, r) - sum(shares[k](r) for k in removed))))
+        return per_round(
+            lambda r: (
+                counted_flops * 1e3 / len(batches) / (peaks[r] * (ms(STEP, r) - sum(shares[k](r) for k in removed)))
+            )
+        )
 
     ceilings = {
         "without the optimizer": ceiling([OPTIMIZER_SHARE]),
         "without the optimizer and the fixed per-step cost": ceiling([OPTIMIZER_SHARE, FIXED_SHARE]),
         "without anything but the matrix products": ceiling([k for k in shares if k != MATMUL_SHARE]),
     }
-    rows = {name: {"ms_per_step": per_round(f), "share": per_round(lambda r, f=f: f(r) / ms(STEP, r))}
-            for name, f in shares.items()}
-    compiled_rows = {name: {"ms_per_step": per_round(lambda r, name=name: ms(name, r)),
-                            "speed_vs_step": per_round(lambda r, name=name: seconds[STEP][r] / seconds[name][r]),
-                            "mfu_bf16_peak": per_round(lambda r, name=name: counted_flops / (peaks[r] * seconds[name][r]))}
-                     for name in (COMPILED, COMPILED_NO_DROPOUT) if name in parts}
+    rows = {
+        name: {"ms_per_step": per_round(f), "share": per_round(lambda r, f=f: f(r) / ms(STEP, r))}
+        for name, f in shares.items()
+    }
+    compiled_rows = {
+        name: {
+            "ms_per_step": per_round(lambda r, name=name: ms(name, r)),
+            "speed_vs_step": per_round(lambda r, name=name: seconds[STEP][r] / seconds[name][r]),
+            "mfu_bf16_peak": per_round(lambda r, name=name: counted_flops / (peaks[r] * seconds[name][r])),
+        }
+        for name in (COMPILED, COMPILED_NO_DROPOUT)
+        if name in parts
+    }
 
-    print(f"\n{len(batches)} batches of {cfg.batch_size} ({real_tokens / len(batches):.0f} real tokens per batch, "
-          f"{1 - real_tokens / padded_tokens:.0%} padding), {torch.get_num_threads()} threads, bf16 peak {peak / 1e9:.0f} GFLOP/s "
-          f"(median of {args.rounds} rounds); a step takes {step_ms:.1f} ms\n")
+    print(
+        f"\n{len(batches)} batches of {cfg.batch_size} ({real_tokens / len(batches):.0f} real tokens per batch, "
+        f"{1 - real_tokens / padded_tokens:.0%} padding), {torch.get_num_threads()} threads, "
+        f"bf16 peak {peak / 1e9:.0f} GFLOP/s "
+        f"(median of {args.rounds} rounds); a step takes {step_ms:.1f} ms\n"
+    )
     print("| part of a step | ms per step | share of the step |\n|---|---|---|")
     for name, row in rows.items():
         print(f"| {name} | {row['ms_per_step']:.1f} | {row['share']:.0%} |")
-    print(f"\nMFU of the step: {mfu:.1%} of the bf16 peak. The matrix products alone run at {matmul_efficiency:.0%} of "
-          f"the peak ({matmul_flops_total / counted_flops:.2f}× the counted FLOPs: padding, attention and the "
-          f"classifier's products count there).")
+    print(
+        f"\nMFU of the step: {mfu:.1%} of the bf16 peak. The matrix products alone run at {matmul_efficiency:.0%} of "
+        f"the peak ({matmul_flops_total / counted_flops:.2f}× the counted FLOPs: padding, attention and the "
+        f"classifier's products count there)."
+    )
     for name, value in ceilings.items():
         print(f"MFU {name}: {value:.1%}")
     if compiled_rows:
         print(f"\nWith the encoder layers compiled (warm-up and compilation took {warmup_seconds:.0f} s):")
         for name, row in compiled_rows.items():
-            print(f"  {name}: {row['ms_per_step']:.1f} ms, {row['speed_vs_step']:.2f}× the speed of the step, "
-                  f"MFU {row['mfu_bf16_peak']:.1%}")
+            print(
+                f"  {name}: {row['ms_per_step']:.1f} ms, {row['speed_vs_step']:.2f}× the speed of the step, "
+                f"MFU {row['mfu_bf16_peak']:.1%}"
+            )
 
-    report = {"batches": len(batches), "batch_size": cfg.batch_size, "real_tokens": real_tokens,
-              "padded_tokens": padded_tokens, "threads": torch.get_num_threads(), "rounds": args.rounds,
-              "bf16_peak_flops": peak, "step_ms": step_ms, "mfu_bf16_peak": mfu,
-              "matmul_efficiency": matmul_efficiency, "matmul_flops_over_counted": matmul_flops_total / counted_flops,
-              "parts": rows, "mfu_ceilings": ceilings, "compiled": compiled_rows, "warmup_seconds": warmup_seconds,
-              "raw_seconds": seconds, "raw_peaks": peaks}
+    report = {
+        "batches": len(batches),
+        "batch_size": cfg.batch_size,
+        "real_tokens": real_tokens,
+        "padded_tokens": padded_tokens,
+        "threads": torch.get_num_threads(),
+        "rounds": args.rounds,
+        "bf16_peak_flops": peak,
+        "step_ms": step_ms,
+        "mfu_bf16_peak": mfu,
+        "matmul_efficiency": matmul_efficiency,
+        "matmul_flops_over_counted": matmul_flops_total / counted_flops,
+        "parts": rows,
+        "mfu_ceilings": ceilings,
+        "compiled": compiled_rows,
+        "warmup_seconds": warmup_seconds,
+        "raw_seconds": seconds,
+        "raw_peaks": peaks,
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwritten to {args.out}")

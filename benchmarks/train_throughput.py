@@ -39,8 +39,8 @@ from pipeline.batching import BatchLoader, LengthGroupedBatches, collate
 from pipeline.config import load_params
 from pipeline.data import subsample_indices
 from pipeline.modeling import load_pretrained_classifier, load_tokenizer
-from pipeline.tokenization import TokenizedSplit, load_split, read_meta
 from pipeline.precision import autocast_for, grad_scaler_for
+from pipeline.tokenization import TokenizedSplit, load_split, read_meta
 from pipeline.training import build_optimizer, dropout_masks, get_scheduler, train_step, training_attention
 
 
@@ -122,7 +122,12 @@ class Rounds:
     """
 
     def __init__(self, connection, warmup: int, round_steps: int | None, round_seconds: float):
-        self.connection, self.warmup, self.round_steps, self.round_seconds = connection, warmup, round_steps, round_seconds
+        self.connection, self.warmup, self.round_steps, self.round_seconds = (
+            connection,
+            warmup,
+            round_steps,
+            round_seconds,
+        )
         self.counter: TokenCounter | None = None  # set by the loop, once it has a model
         self.steps, self.started = 0, None
 
@@ -179,14 +184,17 @@ def run_manual(name: str, split, meta, model_name, cfg, rounds: Rounds) -> dict:
             optimizer.step()
     else:
         pad_to = 8 if name == "c_pad8" else cfg.pad_to_multiple_of
-        batches = LengthGroupedBatches(split.lengths, cfg.batch_size, shuffle=True, seed=cfg.seed,
-                                       group_batches=cfg.group_by_length_batches)
+        batches = LengthGroupedBatches(
+            split.lengths, cfg.batch_size, shuffle=True, seed=cfg.seed, group_batches=cfg.group_by_length_batches
+        )
         loader = BatchLoader(split, batches, pad, pad_to)
         optimizer = build_optimizer(model, cfg)
         scheduler = get_scheduler(optimizer, cfg, 1_000_000)
         cpu = torch.device("cpu")
         autocast, scaler = autocast_for(cfg.precision, cpu), grad_scaler_for(cfg.precision, cpu)
-        dropout = dropout_masks(dataclasses.replace(cfg, fast_dropout=cfg.fast_dropout and name != "c_torch_dropout"), cpu)
+        dropout = dropout_masks(
+            dataclasses.replace(cfg, fast_dropout=cfg.fast_dropout and name != "c_torch_dropout"), cpu
+        )
         forward = torch.compile(model, dynamic=True) if name == "c_compile" else model
 
         def make_epoch(epoch):
@@ -212,11 +220,13 @@ def run_trainer(name: str, split, meta, model_name, cfg, rounds: Rounds, workdir
     torch.manual_seed(cfg.seed)
     tokenizer = load_tokenizer(model_name)
     model = load_pretrained_classifier(model_name, meta["label_names"])
-    dataset = datasets.Dataset.from_dict({
-        "input_ids": [split[i][0].tolist() for i in range(len(split))],
-        "labels": split.labels.tolist(),
-        "length": split.lengths.tolist(),
-    })
+    dataset = datasets.Dataset.from_dict(
+        {
+            "input_ids": [split[i][0].tolist() for i in range(len(split))],
+            "labels": split.labels.tolist(),
+            "length": split.lengths.tolist(),
+        }
+    )
     rounds.counter = TokenCounter(model)
 
     class RoundsCallback(TrainerCallback):
@@ -227,18 +237,30 @@ def run_trainer(name: str, split, meta, model_name, cfg, rounds: Rounds, workdir
 
     extra = {"train_sampling_strategy": "group_by_length", "bf16": True} if "grouped_bf16" in name else {}
     args = TrainingArguments(
-        output_dir=str(workdir), per_device_train_batch_size=cfg.batch_size, max_steps=1_000_000,
-        learning_rate=cfg.lr, use_cpu=True, report_to="none", save_strategy="no", logging_strategy="no",
-        disable_tqdm=True, seed=cfg.seed, **extra,
+        output_dir=str(workdir),
+        per_device_train_batch_size=cfg.batch_size,
+        max_steps=1_000_000,
+        learning_rate=cfg.lr,
+        use_cpu=True,
+        report_to="none",
+        save_strategy="no",
+        logging_strategy="no",
+        disable_tqdm=True,
+        seed=cfg.seed,
+        **extra,
     )
-    trainer = Trainer(model=model, args=args, train_dataset=dataset,
-                      data_collator=DataCollatorWithPadding(tokenizer), callbacks=[RoundsCallback()])
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        callbacks=[RoundsCallback()],
+    )
     trainer.train()
     return {}
 
 
-def worker(name: str, connection, warmup: int, round_seconds: float, workdir: str,
-           batch_size: int | None) -> None:
+def worker(name: str, connection, warmup: int, round_seconds: float, workdir: str, batch_size: int | None) -> None:
     params = load_params("params.yaml")
     if batch_size:
         params = dataclasses.replace(params, train=dataclasses.replace(params.train, batch_size=batch_size))
@@ -252,7 +274,9 @@ def worker(name: str, connection, warmup: int, round_seconds: float, workdir: st
     # Grouped configurations warm up for one pass, so that their rounds start where a pass does.
     rounds = Rounds(connection, pool_steps if grouped else warmup, pool_steps if grouped else None, round_seconds)
     if name.startswith("b_"):
-        result = run_trainer(name, split, meta, params.model.name, params.train, rounds, Path(workdir) / f"trainer-{name}")
+        result = run_trainer(
+            name, split, meta, params.model.name, params.train, rounds, Path(workdir) / f"trainer-{name}"
+        )
     else:
         result = run_manual(name, split, meta, params.model.name, params.train, rounds)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -264,8 +288,10 @@ def start_worker(name: str, context, args) -> tuple[multiprocessing.Process, obj
     saved = dict(os.environ)
     os.environ.update(CONFIGS[name].env)  # a spawned process starts with the environment it is given here
     try:
-        process = context.Process(target=worker, args=(name, child_end, args.warmup, args.round_seconds,
-                                                       str(args.out.parent), args.batch_size))
+        process = context.Process(
+            target=worker,
+            args=(name, child_end, args.warmup, args.round_seconds, str(args.out.parent), args.batch_size),
+        )
         process.start()
     finally:
         os.environ.clear()
@@ -281,11 +307,20 @@ def main() -> None:
     parser.add_argument("--round-seconds", type=float, default=4.0, help="length of one turn")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps before the first round")
     parser.add_argument("--trials", action="store_true", help="also measure the variants of (c) that were tried")
-    parser.add_argument("--only", nargs="+", choices=list(CONFIGS), default=None, metavar="NAME",
-                        help="measure only these configurations (and the (a), fastest (b) and (c) the ratios need)")
-    parser.add_argument("--only-vs-c", action="store_true",
-                        help="with --only: compare with (c) alone, without measuring (a) and (b)")
-    parser.add_argument("--batch-size", type=int, default=None, help="instead of train.batch_size of params.yaml, for all")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=list(CONFIGS),
+        default=None,
+        metavar="NAME",
+        help="measure only these configurations (and the (a), fastest (b) and (c) the ratios need)",
+    )
+    parser.add_argument(
+        "--only-vs-c", action="store_true", help="with --only: compare with (c) alone, without measuring (a) and (b)"
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="instead of train.batch_size of params.yaml, for all"
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/train_throughput.json"))
     args = parser.parse_args()
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -314,11 +349,15 @@ def main() -> None:
     for r in range(args.rounds):
         peaks["fp32"].append(matmul_peak(torch.float32))
         peaks["bf16"].append(matmul_peak(torch.bfloat16))
-        for name in names[r % len(names):] + names[: r % len(names)]:  # each takes every place in the order
+        for name in names[r % len(names) :] + names[: r % len(names)]:  # each takes every place in the order
             workers[name][1].send("run")
             rounds[name].append(workers[name][1].recv())
-        print(f"  round {r + 1}/{args.rounds}: bf16 peak {peaks['bf16'][-1] / 1e9:.0f} GFLOP/s, " + ", ".join(
-            f"{n} {rounds[n][-1]['real_tokens'] / rounds[n][-1]['seconds']:.0f}" for n in names) + " tokens/s", flush=True)
+        print(
+            f"  round {r + 1}/{args.rounds}: bf16 peak {peaks['bf16'][-1] / 1e9:.0f} GFLOP/s, "
+            + ", ".join(f"{n} {rounds[n][-1]['real_tokens'] / rounds[n][-1]['seconds']:.0f}" for n in names)
+            + " tokens/s",
+            flush=True,
+        )
     extras = {}
     for name, (process, connection) in workers.items():
         connection.send("stop")
@@ -340,7 +379,9 @@ def main() -> None:
     tutorial = tokens_per_s("a_tutorial") if "a_tutorial" in names else None
     rows = {}
     for name in names:
-        counted = {key: sum(r[key] for r in rounds[name]) for key in ("seconds", "samples", "real_tokens", "padded_tokens")}
+        counted = {
+            key: sum(r[key] for r in rounds[name]) for key in ("seconds", "samples", "real_tokens", "padded_tokens")
+        }
         speed = tokens_per_s(name)
         rows[name] = {
             "description": CONFIGS[name].description,
@@ -359,24 +400,41 @@ def main() -> None:
         }
 
     median_peaks = {dtype: statistics.median(values) for dtype, values in peaks.items()}
-    print(f"\nmatrix-product peak (median of {args.rounds} rounds): fp32 {median_peaks['fp32'] / 1e9:.0f} GFLOP/s, "
-          f"bf16 {median_peaks['bf16'] / 1e9:.0f} GFLOP/s; {torch.get_num_threads()} threads; batch {params.train.batch_size}; "
-          f"{args.rounds} rounds of {args.round_seconds:g} s\n")
+    print(
+        f"\nmatrix-product peak (median of {args.rounds} rounds): fp32 {median_peaks['fp32'] / 1e9:.0f} GFLOP/s, "
+        f"bf16 {median_peaks['bf16'] / 1e9:.0f} GFLOP/s; {torch.get_num_threads()} threads; "
+        f"batch {params.train.batch_size}; "
+        f"{args.rounds} rounds of {args.round_seconds:g} s\n"
+    )
+
     def shown(median: float | None, span: list[float] | None = None) -> str:
         if median is None:
             return "–"
         return f"{median:.2f}" + (f" ({span[0]:.2f}–{span[1]:.2f})" if span else "")
 
-    print("| configuration | samples/s | real tokens/s | padding | peak RSS | MFU (bf16 peak) | × (a) | × best (b) | × (c) |")
+    print(
+        "| configuration | samples/s | real tokens/s | padding | peak RSS | MFU (bf16 peak) "
+        "| × (a) | × best (b) | × (c) |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for row in rows.values():
-        print(f"| {row['description']} | {row['samples_per_s']:.0f} | {row['real_tokens_per_s']:.0f} | "
-              f"{row['padding_fraction']:.0%} | {row['peak_rss_mb'] / 1024:.2f} GB | {row['mfu_bf16_peak']:.1%} | "
-              f"{shown(row['vs_tutorial'])} | {shown(row['vs_best_trainer'], row['vs_best_trainer_range'])} | "
-              f"{shown(row['vs_pipeline'], row['vs_pipeline_range'])} |")
-    report = {"peaks_flop_per_s": median_peaks, "peaks_by_round": peaks, "threads": torch.get_num_threads(),
-              "batch_size": params.train.batch_size, "rounds": args.rounds, "round_seconds": args.round_seconds,
-              "warmup_steps": args.warmup, "non_embedding_parameters": non_embedding, "rows": rows}
+        print(
+            f"| {row['description']} | {row['samples_per_s']:.0f} | {row['real_tokens_per_s']:.0f} | "
+            f"{row['padding_fraction']:.0%} | {row['peak_rss_mb'] / 1024:.2f} GB | {row['mfu_bf16_peak']:.1%} | "
+            f"{shown(row['vs_tutorial'])} | {shown(row['vs_best_trainer'], row['vs_best_trainer_range'])} | "
+            f"{shown(row['vs_pipeline'], row['vs_pipeline_range'])} |"
+        )
+    report = {
+        "peaks_flop_per_s": median_peaks,
+        "peaks_by_round": peaks,
+        "threads": torch.get_num_threads(),
+        "batch_size": params.train.batch_size,
+        "rounds": args.rounds,
+        "round_seconds": args.round_seconds,
+        "warmup_steps": args.warmup,
+        "non_embedding_parameters": non_embedding,
+        "rows": rows,
+    }
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwritten to {args.out}")
 

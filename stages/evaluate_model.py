@@ -12,4 +12,7 @@ parser.add_argument("--tokenized", default="data/tokenized", help="output of the
 parser.add_argument("--metrics", default="metrics/eval.json")
 parser.add_argument("--confusion", default="metrics/confusion.csv", help="actual,predicted rows for the confusion plot")
 args = parser.parse_args()
-run_stage(args.params, lambda params: evaluate_model(params.evaluate, args.model, args.tokenized, args.metrics, args.confusion))
+run_stage(
+    args.params,
+    lambda params: evaluate_model(params.evaluate, args.model, args.tokenized, args.metrics, args.confusion),
+)

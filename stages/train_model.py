@@ -11,7 +11,11 @@ parser.add_argument("--tokenized", default="data/tokenized", help="output of the
 parser.add_argument("--model-out", default="models/classifier", help="folder for the save_pretrained model")
 parser.add_argument("--metrics", default="metrics/train.json")
 parser.add_argument("--plots", default="metrics", help="folder for train_steps.csv and train_epochs.csv")
-parser.add_argument("--checkpoints", default="checkpoints/train", help="folder the run checkpoints into and resumes from")
+parser.add_argument(
+    "--checkpoints", default="checkpoints/train", help="folder the run checkpoints into and resumes from"
+)
 args = parser.parse_args()
-run_stage(args.params, lambda params: run_train_stage(
-    params, args.tokenized, args.model_out, args.metrics, args.plots, args.checkpoints))
+run_stage(
+    args.params,
+    lambda params: run_train_stage(params, args.tokenized, args.model_out, args.metrics, args.plots, args.checkpoints),
+)

@@ -27,12 +27,26 @@ import pytest  # noqa: E402
 
 PRETRAINED = "sentence-transformers/all-MiniLM-L6-v2"  # in the offline cache; its vocabulary is BERT's uncased one
 
-POSITIVE = ["a gorgeous , witty film", "the best movie of the year", "warm and funny", "a triumph",
-            "beautifully acted and moving", "i loved every minute of it", "smart , fresh and delightful",
-            "an exhilarating ride"]
-NEGATIVE = ["a dull , lifeless mess", "the worst film in years", "boring and predictable", "a disaster",
-            "badly written and badly acted", "i hated every minute of it", "tedious , stale and witless",
-            "a painful slog"]
+POSITIVE = [
+    "a gorgeous , witty film",
+    "the best movie of the year",
+    "warm and funny",
+    "a triumph",
+    "beautifully acted and moving",
+    "i loved every minute of it",
+    "smart , fresh and delightful",
+    "an exhilarating ride",
+]
+NEGATIVE = [
+    "a dull , lifeless mess",
+    "the worst film in years",
+    "boring and predictable",
+    "a disaster",
+    "badly written and badly acted",
+    "i hated every minute of it",
+    "tedious , stale and witless",
+    "a painful slog",
+]
 
 
 def sentiment_rows(n: int, offset: int = 0) -> tuple[list[str], list[int]]:
@@ -46,13 +60,18 @@ def sentiment_rows(n: int, offset: int = 0) -> tuple[list[str], list[int]]:
     return sentences, labels
 
 
-def write_glue_like(folder: Path, n_train: int = 64, n_validation: int = 24, n_test: int = 8, features=None, rows=None) -> Path:
+def write_glue_like(
+    folder: Path, n_train: int = 64, n_validation: int = 24, n_test: int = 8, features=None, rows=None
+) -> Path:
     """A local dataset folder laid out like SST-2: ``{train,validation,test}.parquet`` with ClassLabel names."""
     import datasets
 
     features = features or datasets.Features(
-        {"sentence": datasets.Value("string"), "label": datasets.ClassLabel(names=["negative", "positive"]),
-         "idx": datasets.Value("int32")}
+        {
+            "sentence": datasets.Value("string"),
+            "label": datasets.ClassLabel(names=["negative", "positive"]),
+            "idx": datasets.Value("int32"),
+        }
     )
     folder.mkdir(parents=True, exist_ok=True)
     sizes = {"train": n_train, "validation": n_validation, "test": n_test}
@@ -86,12 +105,27 @@ def save_tiny_model(folder: Path, tokenizer, architecture: str = "bert", dropout
 
     torch.manual_seed(0)
     if architecture == "bert":
-        config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                            intermediate_size=64, max_position_embeddings=64,
-                            hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
+        config = BertConfig(
+            vocab_size=tokenizer.vocab_size,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=64,
+            hidden_dropout_prob=dropout,
+            attention_probs_dropout_prob=dropout,
+        )
     else:
-        config = DistilBertConfig(vocab_size=tokenizer.vocab_size, dim=32, n_layers=2, n_heads=2, hidden_dim=64,
-                                  max_position_embeddings=64, dropout=dropout, attention_dropout=dropout)
+        config = DistilBertConfig(
+            vocab_size=tokenizer.vocab_size,
+            dim=32,
+            n_layers=2,
+            n_heads=2,
+            hidden_dim=64,
+            max_position_embeddings=64,
+            dropout=dropout,
+            attention_dropout=dropout,
+        )
     AutoModel.from_config(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder

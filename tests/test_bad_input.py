@@ -25,21 +25,38 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import PROJECT_ROOT, write_glue_like
 
 README = PROJECT_ROOT / "README.md"
 START, END = "<!-- bad-input:start -->", "<!-- bad-input:end -->"
 COLUMNS = ["Case", "Bad input", "Stage", "What you get", "Exit"]
 
-SCRIPTS = {"download": "download_data.py", "tokenize": "tokenize_data.py", "train": "train_model.py",
-           "evaluate": "evaluate_model.py"}
+SCRIPTS = {
+    "download": "download_data.py",
+    "tokenize": "tokenize_data.py",
+    "train": "train_model.py",
+    "evaluate": "evaluate_model.py",
+}
 # What each stage writes with its default arguments (dvc.yaml's outs): a failed run must leave these alone.
 OUTPUTS = {
-    "download": ["data/raw/train.parquet", "data/raw/validation.parquet", "data/raw/test.parquet", "data/raw/info.json"],
-    "tokenize": ["data/tokenized/train.safetensors", "data/tokenized/validation.safetensors", "data/tokenized/meta.json"],
-    "train": ["models/classifier/config.json", "models/classifier/model.safetensors", "metrics/train.json",
-              "metrics/train_steps.csv", "metrics/train_epochs.csv"],
+    "download": [
+        "data/raw/train.parquet",
+        "data/raw/validation.parquet",
+        "data/raw/test.parquet",
+        "data/raw/info.json",
+    ],
+    "tokenize": [
+        "data/tokenized/train.safetensors",
+        "data/tokenized/validation.safetensors",
+        "data/tokenized/meta.json",
+    ],
+    "train": [
+        "models/classifier/config.json",
+        "models/classifier/model.safetensors",
+        "metrics/train.json",
+        "metrics/train_steps.csv",
+        "metrics/train_epochs.csv",
+    ],
     "evaluate": ["metrics/eval.json", "metrics/confusion.csv"],
 }
 # Most rows run in-process (a new interpreter costs seconds of imports); these few run the stage
@@ -61,7 +78,7 @@ class Row:
 def readme_rows() -> list[Row]:
     text = README.read_text(encoding="utf-8")
     assert START in text and END in text, f"README.md lacks the {START} … {END} table"
-    lines = [line.strip() for line in text[text.index(START) + len(START):text.index(END)].splitlines()]
+    lines = [line.strip() for line in text[text.index(START) + len(START) : text.index(END)].splitlines()]
     header, rule, *body = [line for line in lines if line.startswith("|")]
     assert _cells(header) == COLUMNS
     assert set(rule) <= set("|-: ")
@@ -86,6 +103,7 @@ ROWS = readme_rows()
 
 
 # -- the project folder each case runs in ----------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory, glue_dir, tiny_bert) -> Path:
@@ -150,8 +168,10 @@ class Project:
 
 def snapshot(root: Path) -> dict[str, str]:
     """Every file and folder under ``root``, hidden ones included, with a hash of each file's bytes."""
-    return {str(path.relative_to(root)): "folder" if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()
-            for path in sorted(root.rglob("*"))}
+    return {
+        str(path.relative_to(root)): "folder" if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(root.rglob("*"))
+    }
 
 
 # -- the cases, one per README row -----------------------------------------------------------------
@@ -259,9 +279,12 @@ def _(project):
     import datasets
 
     # Plain integer labels: the classes are those seen in train (0 and 1), which a ClassLabel would not let 7 into.
-    features = datasets.Features({"sentence": datasets.Value("string"), "label": datasets.Value("int64"),
-                                  "idx": datasets.Value("int32")})
-    project.dataset(rows={"validation": {"sentence": ["good", "odd"], "label": [1, 7], "idx": [0, 1]}}, features=features)
+    features = datasets.Features(
+        {"sentence": datasets.Value("string"), "label": datasets.Value("int64"), "idx": datasets.Value("int32")}
+    )
+    project.dataset(
+        rows={"validation": {"sentence": ["good", "odd"], "label": [1, 7], "idx": [0, 1]}}, features=features
+    )
 
 
 @case("data-empty-split")
@@ -367,14 +390,16 @@ def _(project):
 
 @case("disk-full-safetensors")
 def _(project):
-    import pipeline.tokenization
     from safetensors import SafetensorError
+
+    import pipeline.tokenization
 
     project.copy_prepared("data/raw")
     project.model()
     # What safetensors really raises on a full disk: its own error type, the errno only in the text.
     full = _save_file_that_stops_halfway(
-        lambda filename: SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)"))
+        lambda filename: SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+    )
     project.monkeypatch.setattr(pipeline.tokenization, "save_file", full)
 
 
@@ -424,8 +449,9 @@ def _interrupted_training(project) -> Path:
 
     with project.monkeypatch.context() as patch, contextlib.chdir(project.root), contextlib.suppress(_Stop):
         patch.setattr(pipeline.training, "train_step", stop_before_step_3)
-        pipeline.training.run_train_stage(load_params(), "data/tokenized", "models/classifier", "metrics/train.json",
-                                          "metrics", "checkpoints/train")
+        pipeline.training.run_train_stage(
+            load_params(), "data/tokenized", "models/classifier", "metrics/train.json", "metrics", "checkpoints/train"
+        )
     folder = project.root / "checkpoints" / "train" / "step-0000002"
     assert (folder / "state.json").is_file()
     return folder
@@ -453,22 +479,27 @@ def _(project):
 
 @case("disk-full-checkpoint")
 def _(project):
-    import pipeline.checkpoint
     from safetensors import SafetensorError
+
+    import pipeline.checkpoint
 
     _interrupted_training(project)
     full = _save_file_that_stops_halfway(
-        lambda filename: SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)"))
+        lambda filename: SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+    )
     project.monkeypatch.setattr(pipeline.checkpoint, "save_file", full)
 
 
 # -- the tests ---------------------------------------------------------------------------------------
 
+
 def test_every_readme_row_has_a_case():
     ids = [row.case for row in ROWS]
     assert len(ids) == len(set(ids)), "a case id appears twice in the README table"
-    assert set(ids) == set(CASES), (f"README rows without a case: {sorted(set(ids) - set(CASES))}; "
-                                    f"cases without a README row: {sorted(set(CASES) - set(ids))}")
+    assert set(ids) == set(CASES), (
+        f"README rows without a case: {sorted(set(ids) - set(CASES))}; "
+        f"cases without a README row: {sorted(set(CASES) - set(ids))}"
+    )
     assert IN_A_REAL_PROCESS <= set(ids)
     assert all(row.stage in SCRIPTS for row in ROWS), "Stage must be one of " + ", ".join(SCRIPTS)
 

@@ -63,7 +63,10 @@ def test_evaluation_order_is_fixed_and_sorted_by_length():
 
 
 def test_shards_are_disjoint_and_equally_long():
-    shards = [LengthGroupedBatches(LENGTHS, 32, shuffle=True, seed=1, group_batches=8, num_replicas=3, rank=r) for r in range(3)]
+    shards = [
+        LengthGroupedBatches(LENGTHS, 32, shuffle=True, seed=1, group_batches=8, num_replicas=3, rank=r)
+        for r in range(3)
+    ]
     seen = [set(i for b in epoch_indices(s, 1) for i in b) for s in shards]
     # 1000 examples in global batches of 3 × 32: ten full ones and a last one of 40.
     assert all(len(list(s)) == len(s) == 11 for s in shards)
@@ -74,12 +77,20 @@ def test_shards_are_disjoint_and_equally_long():
 def test_each_step_of_the_shards_is_one_global_batch_of_a_single_process():
     # What makes N processes × batch B train like one process × batch N·B: the same examples per step.
     single = epoch_indices(LengthGroupedBatches(LENGTHS, 64, shuffle=True, seed=3, group_batches=4), 2)
-    shards = [epoch_indices(LengthGroupedBatches(LENGTHS, 32, shuffle=True, seed=3, group_batches=4, num_replicas=2, rank=r), 2)
-              for r in range(2)]
+    shards = [
+        epoch_indices(
+            LengthGroupedBatches(LENGTHS, 32, shuffle=True, seed=3, group_batches=4, num_replicas=2, rank=r), 2
+        )
+        for r in range(2)
+    ]
     assert [a + b for a, b in zip(*shards)] == single
     # ... and so is a process's run of micro-batches under gradient accumulation.
-    micro = epoch_indices(LengthGroupedBatches(LENGTHS, 16, shuffle=True, seed=3, group_batches=4, num_replicas=2, rank=1,
-                                               micro_batches=2), 2)
+    micro = epoch_indices(
+        LengthGroupedBatches(
+            LENGTHS, 16, shuffle=True, seed=3, group_batches=4, num_replicas=2, rank=1, micro_batches=2
+        ),
+        2,
+    )
     assert [a + b for a, b in zip(micro[::2], micro[1::2])] == shards[1]
 
 

@@ -65,11 +65,14 @@ def test_the_same_run_resumes(saved):
     assert CheckpointFolder(saved.parent, PARAMS).resumable().folder == saved
 
 
-@pytest.mark.parametrize(("key", "value", "message"), [
-    ("training data sha256", "bbbb", "training data sha256 was 'aaaa', now 'bbbb'; training starts over"),
-    ("world_size", 2, "world_size was 1, now 2; training starts over"),
-    ("train.lr", 0.02, "train.lr was 0.01, now 0.02; training starts over"),
-])
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("training data sha256", "bbbb", "training data sha256 was 'aaaa', now 'bbbb'; training starts over"),
+        ("world_size", 2, "world_size was 1, now 2; training starts over"),
+        ("train.lr", 0.02, "train.lr was 0.01, now 0.02; training starts over"),
+    ],
+)
 def test_a_checkpoint_of_other_data_processes_or_params_is_not_resumed(saved, capsys, key, value, message):
     assert CheckpointFolder(saved.parent, {**PARAMS, key: value}).resumable() is None
     assert f"not resuming from {saved}: {message}" in capsys.readouterr().err

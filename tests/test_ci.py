@@ -3,7 +3,6 @@
 import re
 
 import yaml
-
 from conftest import PROJECT_ROOT
 
 
@@ -18,7 +17,9 @@ def steps_in_ci_run():
 
 
 def test_workflow_and_ci_run_name_the_same_steps():
-    assert steps_in_workflow() == steps_in_ci_run() == ["install", "lint", "test", "reproduce", "gate", "slow", "summary"]
+    assert (
+        steps_in_workflow() == steps_in_ci_run() == ["install", "lint", "test", "reproduce", "gate", "slow", "summary"]
+    )
 
 
 def test_every_step_exists_in_the_steps_script():

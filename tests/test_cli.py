@@ -7,8 +7,9 @@ from conftest import PROJECT_ROOT
 
 
 def run_stage(script, *args, cwd):
-    return subprocess.run([sys.executable, str(PROJECT_ROOT / "stages" / script), *args],
-                          cwd=cwd, capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "stages" / script), *args], cwd=cwd, capture_output=True, text=True
+    )
 
 
 def test_stage_without_its_input_says_which_stage_to_run(tmp_path):

@@ -4,8 +4,8 @@ import sys
 
 import pytest
 import yaml
-
 from conftest import PROJECT_ROOT
+
 from pipeline.config import Params, TrainConfig, load_params, params_from_dict
 from pipeline.errors import PipelineError
 
@@ -54,7 +54,10 @@ def test_an_empty_section_heading_takes_the_defaults():
         ({"train": {"epochs": True}}, "train.epochs=True: expected an integer"),
         ({"train": {"batch_size": None}}, "train.batch_size=None: expected an integer"),
         ({"train": {"precision": "fp8"}}, "train.precision='fp8': expected one of fp32, bf16, fp16"),
-        ({"train": {"precision": "fp16", "device": "cpu"}}, "train.precision='fp16': expected fp32 or bf16 with train.device=cpu"),
+        (
+            {"train": {"precision": "fp16", "device": "cpu"}},
+            "train.precision='fp16': expected fp32 or bf16 with train.device=cpu",
+        ),
         ({"train": {"device": "tpu"}}, "train.device='tpu': expected one of auto, cpu, cuda"),
         ({"train": {"grad_accum_steps": 0}}, "train.grad_accum_steps=0: expected an integer >= 1"),
         ({"train": {"processes": 0}}, "train.processes=0: expected an integer >= 1"),
@@ -93,8 +96,9 @@ def test_missing_params_file(tmp_path):
 def test_cli_prints_one_line_and_exits_2(tmp_path):
     path = tmp_path / "params.yaml"
     path.write_text("train:\n  precison: bf16\n")
-    result = subprocess.run([sys.executable, "-m", "pipeline", "validate", "--params", str(path)],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline", "validate", "--params", str(path)], capture_output=True, text=True
+    )
     assert result.returncode == 2
     assert result.stderr == "error: unknown parameter train.precison in params.yaml (did you mean train.precision?)\n"
     assert result.stdout == ""

@@ -4,8 +4,8 @@ import datasets
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import write_glue_like
+
 from pipeline.config import DataConfig
 from pipeline.data import download, read_split, subsample_indices, validate
 from pipeline.errors import PipelineError
@@ -17,7 +17,12 @@ def local(folder, **overrides):
 
 def test_download_writes_every_split_and_keeps_class_names(glue_dir, tmp_path):
     info = download(local(glue_dir), tmp_path / "raw")
-    assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == ["info.json", "test.parquet", "train.parquet", "validation.parquet"]
+    assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == [
+        "info.json",
+        "test.parquet",
+        "train.parquet",
+        "validation.parquet",
+    ]
     assert info["splits"] == {"train": 64, "validation": 24, "test": 8}
     assert info["label_names"] == ["negative", "positive"]
     assert json.loads((tmp_path / "raw" / "info.json").read_text()) == info
@@ -55,10 +60,14 @@ def _bad_folder(tmp_path, **kwargs):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"rows": {"train": {"sentence": ["good", "  "], "label": [1, 0], "idx": [0, 1]}}},
-         r"split 'train' row 1 has an empty or missing 'sentence'"),
-        ({"rows": {"validation": {"sentence": ["good", "bad"], "label": [1, -1], "idx": [0, 1]}}},
-         r"split 'validation' row 1 has label -1, outside the classes 0..1 \(negative, positive\)"),
+        (
+            {"rows": {"train": {"sentence": ["good", "  "], "label": [1, 0], "idx": [0, 1]}}},
+            r"split 'train' row 1 has an empty or missing 'sentence'",
+        ),
+        (
+            {"rows": {"validation": {"sentence": ["good", "bad"], "label": [1, -1], "idx": [0, 1]}}},
+            r"split 'validation' row 1 has label -1, outside the classes 0..1 \(negative, positive\)",
+        ),
         ({"n_validation": 0}, r"could not read a dataset there: .*validation.*needs non-empty train and validation"),
     ],
 )
@@ -71,8 +80,10 @@ def test_bad_data_is_rejected_in_one_line(tmp_path, kwargs, message):
 
 def test_label_outside_the_class_range():
     classes = datasets.ClassLabel(names=["negative", "positive"])
-    train = datasets.Dataset.from_dict({"sentence": ["good", "bad"], "label": [1, 0]},
-                                       features=datasets.Features({"sentence": datasets.Value("string"), "label": classes}))
+    train = datasets.Dataset.from_dict(
+        {"sentence": ["good", "bad"], "label": [1, 0]},
+        features=datasets.Features({"sentence": datasets.Value("string"), "label": classes}),
+    )
     validation = datasets.Dataset.from_dict({"sentence": ["good", "odd"], "label": [1, 7]})
     with pytest.raises(PipelineError, match=r"split 'validation' row 1 has label 7, outside the classes 0..1"):
         validate(datasets.DatasetDict(train=train, validation=validation), source="dataset 'x'")
@@ -102,7 +113,9 @@ def test_missing_columns_and_splits(tmp_path):
 def test_missing_local_directory_and_unknown_hub_dataset(tmp_path):
     with pytest.raises(PipelineError, match="no such directory"):
         download(DataConfig(path=str(tmp_path / "nowhere")), tmp_path / "raw")
-    with pytest.raises(PipelineError, match=r"dataset 'no-such-owner/no-such-data' \(data.path\) could not be loaded.*fix:"):
+    with pytest.raises(
+        PipelineError, match=r"dataset 'no-such-owner/no-such-data' \(data.path\) could not be loaded.*fix:"
+    ):
         download(DataConfig(path="no-such-owner/no-such-data", config=None), tmp_path / "raw")
 
 

@@ -11,19 +11,32 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import PROJECT_ROOT, kill_process_tree
 
 # pyproject.toml too: the gate reads its settings ([tool.sst2-pipeline.gate]) from there.
-PROJECT_FILES = ["dvc.yaml", "params.yaml", "pyproject.toml", ".gitignore", ".dvc/config", ".dvc/.gitignore", "stages", "src"]
+PROJECT_FILES = [
+    "dvc.yaml",
+    "params.yaml",
+    "pyproject.toml",
+    ".gitignore",
+    ".dvc/config",
+    ".dvc/.gitignore",
+    "stages",
+    "src",
+]
 RUN_DETAILS = ("train_runtime_s", "train_samples_per_s", "resumed_from_step", "steps_run")
 ALL_STAGES = ["download", "tokenize", "train", "evaluate"]
 
 
 def run(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com",
-           "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com"}
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "GIT_AUTHOR_NAME": "test",
+        "GIT_AUTHOR_EMAIL": "test@example.com",
+        "GIT_COMMITTER_NAME": "test",
+        "GIT_COMMITTER_EMAIL": "test@example.com",
+    }
     result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
@@ -58,9 +71,18 @@ def project(tmp_path_factory, glue_dir, tiny_bert) -> Path:
             shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
         else:
             shutil.copy2(source, target)
-    set_params(root, data__path=str(glue_dir), data__config=None, data__max_train_samples=48,
-               model__name=str(tiny_bert), tokenize__max_length=32, train__epochs=1, train__batch_size=8,
-               train__precision="fp32", evaluate__batch_size=16)
+    set_params(
+        root,
+        data__path=str(glue_dir),
+        data__config=None,
+        data__max_train_samples=48,
+        model__name=str(tiny_bert),
+        tokenize__max_length=32,
+        train__epochs=1,
+        train__batch_size=8,
+        train__precision="fp32",
+        evaluate__batch_size=16,
+    )
     run(root, "git", "init", "-q")
     run(root, "git", "add", "-A")
     run(root, "git", "commit", "-q", "-m", "tiny project")
@@ -135,7 +157,11 @@ def test_gate_on_real_dvc_metrics_diff(project):
 
         # With no --metric, the watched metrics are pyproject.toml's: accuracy and F1.
         default = gate(project, "--baseline", "HEAD")
-        assert default.returncode == 3 and "metrics/eval.json:f1" in default.stdout and "missing in workspace" in default.stdout
+        assert (
+            default.returncode == 3
+            and "metrics/eval.json:f1" in default.stdout
+            and "missing in workspace" in default.stdout
+        )
 
         no_baseline = gate(project, "--baseline", "no-such-branch")
         assert no_baseline.returncode == 4 and "no baseline" in no_baseline.stderr
@@ -153,8 +179,10 @@ def test_two_experiments_compare_and_one_is_promoted(project):
             for exp in commit.get("experiments") or []:
                 for revision in exp["revs"]:
                     data = revision["data"]
-                    experiments[revision["name"]] = (data["params"]["params.yaml"]["data"]["train"],
-                                                     data["metrics"]["metrics/eval.json"]["data"])
+                    experiments[revision["name"]] = (
+                        data["params"]["params.yaml"]["data"]["train"],
+                        data["metrics"]["metrics/eval.json"]["data"],
+                    )
         assert {"slow-lr", "fast-lr"} <= set(experiments)
         slow_params, slow_metrics = experiments["slow-lr"]
         fast_params, fast_metrics = experiments["fast-lr"]
@@ -207,16 +235,19 @@ def test_a_library_change_reruns_the_stages_that_run_that_code(project):
 def test_dvc_repro_after_a_kill_ends_as_if_never_interrupted(project):
     def outcome() -> dict:
         metrics = json.loads((project / "metrics" / "train.json").read_text())
-        return {"weights": (project / "models" / "classifier" / "model.safetensors").read_bytes(),
-                "train": {k: v for k, v in metrics.items() if k not in RUN_DETAILS},
-                "eval": (project / "metrics" / "eval.json").read_text(),
-                "steps": (project / "metrics" / "train_steps.csv").read_text()}
+        return {
+            "weights": (project / "models" / "classifier" / "model.safetensors").read_bytes(),
+            "train": {k: v for k, v in metrics.items() if k not in RUN_DETAILS},
+            "eval": (project / "metrics" / "eval.json").read_text(),
+            "steps": (project / "metrics" / "train_steps.csv").read_text(),
+        }
 
     try:
         set_params(project, train__epochs=3, train__checkpoint_every_steps=2)  # 18 steps
         env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-        repro = subprocess.Popen(["dvc", "repro"], cwd=project, env=env, stdout=subprocess.PIPE,
-                                 stderr=subprocess.STDOUT, text=True)
+        repro = subprocess.Popen(
+            ["dvc", "repro"], cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
         for line in repro.stdout:
             if "checkpoint: step 8 saved" in line:  # in epoch 2
                 kill_process_tree(repro.pid)
@@ -241,8 +272,13 @@ def test_dvc_repro_after_a_kill_ends_as_if_never_interrupted(project):
 
 def test_two_clean_runs_give_identical_bytes(project):
     """Rerun every stage from scratch: data, tokenized cache, weights and metrics come out the same."""
+
     def fingerprint() -> dict:
-        files = [p for folder in ("data/raw", "data/tokenized", "models/classifier") for p in sorted((project / folder).rglob("*"))]
+        files = [
+            p
+            for folder in ("data/raw", "data/tokenized", "models/classifier")
+            for p in sorted((project / folder).rglob("*"))
+        ]
         found = {str(p.relative_to(project)): p.read_bytes() for p in files if p.is_file()}
         for name in ("eval.json", "confusion.csv", "train_steps.csv", "train_epochs.csv"):
             found[name] = (project / "metrics" / name).read_bytes()

@@ -43,25 +43,42 @@ def test_evaluate_stage_writes_metrics_and_confusion_rows(glue_dir, tiny_bert, t
     tokenize(ModelConfig(name=str(tiny_bert)), TokenizeConfig(max_length=32), tmp_path / "raw", tmp_path / "tok")
     params = Params(model=ModelConfig(name=str(tiny_bert)), train=TrainConfig(epochs=1, batch_size=8, precision="fp32"))
     trained = train(params, tmp_path / "tok", tmp_path / "model", tmp_path / "train.json", tmp_path)
-    metrics = evaluate_model(EvaluateConfig(batch_size=5, precision="fp32"), tmp_path / "model", tmp_path / "tok",
-                             tmp_path / "eval.json", tmp_path / "confusion.csv")
+    metrics = evaluate_model(
+        EvaluateConfig(batch_size=5, precision="fp32"),
+        tmp_path / "model",
+        tmp_path / "tok",
+        tmp_path / "eval.json",
+        tmp_path / "confusion.csv",
+    )
     assert set(metrics) == {"accuracy", "f1", "precision", "recall", "loss", "n_examples"}
     assert metrics["n_examples"] == 24
     assert json.loads((tmp_path / "eval.json").read_text()) == metrics
     # The stage and the end-of-epoch validation in the training loop agree.
-    assert metrics["accuracy"] == trained["val_accuracy"] and metrics["loss"] == pytest.approx(trained["val_loss"], abs=1e-5)
+    assert metrics["accuracy"] == trained["val_accuracy"] and metrics["loss"] == pytest.approx(
+        trained["val_loss"], abs=1e-5
+    )
     rows = (tmp_path / "confusion.csv").read_text().splitlines()
     assert rows[0] == "actual,predicted" and len(rows) == 25
     assert {value for row in rows[1:] for value in row.split(",")} <= {"negative", "positive"}
     correct = sum(a == p for a, p in (row.split(",") for row in rows[1:]))
     assert correct / 24 == pytest.approx(metrics["accuracy"], abs=1e-6)
     # Batch size changes nothing but speed.
-    again = evaluate_model(EvaluateConfig(batch_size=24, precision="fp32"), tmp_path / "model", tmp_path / "tok",
-                           tmp_path / "eval2.json", tmp_path / "confusion2.csv")
+    again = evaluate_model(
+        EvaluateConfig(batch_size=24, precision="fp32"),
+        tmp_path / "model",
+        tmp_path / "tok",
+        tmp_path / "eval2.json",
+        tmp_path / "confusion2.csv",
+    )
     assert again["accuracy"] == metrics["accuracy"] and again["loss"] == pytest.approx(metrics["loss"], abs=1e-5)
     # bf16 autocast (the default) rounds the matrix products and nothing else.
-    rounded = evaluate_model(EvaluateConfig(batch_size=5, precision="bf16"), tmp_path / "model", tmp_path / "tok",
-                             tmp_path / "eval3.json", tmp_path / "confusion3.csv")
+    rounded = evaluate_model(
+        EvaluateConfig(batch_size=5, precision="bf16"),
+        tmp_path / "model",
+        tmp_path / "tok",
+        tmp_path / "eval3.json",
+        tmp_path / "confusion3.csv",
+    )
     assert rounded["n_examples"] == 24 and rounded["loss"] == pytest.approx(metrics["loss"], abs=0.02)
 
 

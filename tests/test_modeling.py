@@ -18,7 +18,9 @@ def loads(monkeypatch):
         raise OSError("stopped by the test")
 
     for cls in (transformers.AutoConfig, transformers.AutoTokenizer, transformers.AutoModelForSequenceClassification):
-        monkeypatch.setattr(cls, "from_pretrained", staticmethod(lambda *a, _cls=cls, **k: record(_cls.__name__, *a, **k)))
+        monkeypatch.setattr(
+            cls, "from_pretrained", staticmethod(lambda *a, _cls=cls, **k: record(_cls.__name__, *a, **k))
+        )
     return seen
 
 
@@ -29,8 +31,11 @@ def test_trust_remote_code_reaches_every_from_pretrained(loads, trusted):
             load("owner/model", trust_remote_code=trusted)
     with pytest.raises(Exception, match="stopped by the test"):
         modeling.load_pretrained_classifier("owner/model", ["a", "b"], trust_remote_code=trusted)
-    assert loads == [("AutoConfig", trusted), ("AutoTokenizer", trusted),
-                     ("AutoModelForSequenceClassification", trusted)]
+    assert loads == [
+        ("AutoConfig", trusted),
+        ("AutoTokenizer", trusted),
+        ("AutoModelForSequenceClassification", trusted),
+    ]
 
 
 @pytest.mark.parametrize("trusted", [False, True])
@@ -65,7 +70,9 @@ def test_the_train_stage_passes_model_trust_remote_code_on(trusted, tiny_bert, t
 
     monkeypatch.setattr(training, "load_tokenizer", tokenizer)
     monkeypatch.setattr(training, "load_pretrained_classifier", classifier)
-    params = Params(model=ModelConfig(name=str(tiny_bert), trust_remote_code=trusted), train=TrainConfig(precision="fp32"))
+    params = Params(
+        model=ModelConfig(name=str(tiny_bert), trust_remote_code=trusted), train=TrainConfig(precision="fp32")
+    )
     with pytest.raises(Stop):
         training.train(params, tokenized, tmp_path / "m", tmp_path / "m.json", tmp_path)
     assert seen == [("tokenizer", trusted), ("classifier", trusted)]

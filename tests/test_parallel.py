@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import PROJECT_ROOT, kill_process_tree, save_tiny_model
 from safetensors.torch import load_file
 
-from conftest import PROJECT_ROOT, kill_process_tree, save_tiny_model
 from pipeline.batching import BatchLoader, LengthGroupedBatches
 from pipeline.config import DataConfig, ModelConfig, Params, TokenizeConfig, TrainConfig
 from pipeline.data import download
@@ -29,8 +29,15 @@ from pipeline.training import train
 
 STAGE = PROJECT_ROOT / "stages" / "train_model.py"
 TOLERANCE = 1e-5
-TRAIN = {"seed": 3, "epochs": 2, "lr": 1e-3, "precision": "fp32", "group_by_length_batches": 4, "log_every_steps": 2,
-         "checkpoint_every_steps": 3}
+TRAIN = {
+    "seed": 3,
+    "epochs": 2,
+    "lr": 1e-3,
+    "precision": "fp32",
+    "group_by_length_batches": 4,
+    "log_every_steps": 2,
+    "checkpoint_every_steps": 3,
+}
 
 
 @pytest.fixture(scope="module")
@@ -46,9 +53,30 @@ def start_train(folder: Path, setup, **train) -> subprocess.Popen:
     model, tokenized = setup
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "params.yaml").write_text(yaml.safe_dump({"model": {"name": str(model)}, "train": {**TRAIN, **train}}))
-    command = [sys.executable, str(STAGE), "--params", "params.yaml", "--tokenized", str(tokenized), "--model-out", "model",
-               "--metrics", "train.json", "--plots", ".", "--checkpoints", "checkpoints"]
-    return subprocess.Popen(command, cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT / "src")})
+    command = [
+        sys.executable,
+        str(STAGE),
+        "--params",
+        "params.yaml",
+        "--tokenized",
+        str(tokenized),
+        "--model-out",
+        "model",
+        "--metrics",
+        "train.json",
+        "--plots",
+        ".",
+        "--checkpoints",
+        "checkpoints",
+    ]
+    return subprocess.Popen(
+        command,
+        cwd=folder,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT / "src")},
+    )
 
 
 def run_train(folder: Path, setup, **train) -> tuple[int, str, str]:
@@ -77,12 +105,18 @@ def test_two_processes_train_like_one_with_the_same_global_batch(runs):
     assert a.shape == b.shape == (8, 4)  # 64 sentences / global batch 8 = 8 steps per epoch, a row every 2
     assert np.array_equal(a[:, [0, 1, 3]], b[:, [0, 1, 3]])  # step, epoch, learning rate
     assert np.abs(a[:, 2] - b[:, 2]).max() <= TOLERANCE  # loss
-    metrics_one, metrics_two = json.loads((one / "train.json").read_text()), json.loads((two / "train.json").read_text())
+    metrics_one, metrics_two = (
+        json.loads((one / "train.json").read_text()),
+        json.loads((two / "train.json").read_text()),
+    )
     assert metrics_one["steps"] == metrics_two["steps"] == 16
     # Validation is shared out between the processes; every sentence is scored exactly once.
     assert metrics_one["val_accuracy"] == metrics_two["val_accuracy"]
     assert abs(metrics_one["val_loss"] - metrics_two["val_loss"]) <= TOLERANCE
-    weights_one, weights_two = load_file(one / "model" / "model.safetensors"), load_file(two / "model" / "model.safetensors")
+    weights_one, weights_two = (
+        load_file(one / "model" / "model.safetensors"),
+        load_file(two / "model" / "model.safetensors"),
+    )
     assert weights_one.keys() == weights_two.keys()
     assert max((weights_one[k] - weights_two[k]).abs().max().item() for k in weights_one) <= TOLERANCE
 
@@ -93,7 +127,13 @@ def test_only_rank_zero_writes_and_reports(runs):
     for line in ["epoch 1/2: validating on 24 sentences", "epoch 2/2: train loss", "checkpoint: step 3 saved"]:
         assert stderr.count(line) == 1, line
     assert sorted(p.name for p in two.iterdir()) == [
-        "checkpoints", "model", "params.yaml", "train.json", "train_epochs.csv", "train_steps.csv"]
+        "checkpoints",
+        "model",
+        "params.yaml",
+        "train.json",
+        "train_epochs.csv",
+        "train_steps.csv",
+    ]
     assert sorted(p.name for p in (two / "checkpoints").iterdir()) == ["finished.json"]
 
 
@@ -124,7 +164,9 @@ def test_a_killed_two_process_run_resumes_to_the_same_results(with_dropout, kill
     assert code == 0, stderr
     assert "resuming from checkpoints/step-" in stderr
     # Each process got its own random state back: with dropout, another process's would change the weights.
-    assert (tmp_path / "model" / "model.safetensors").read_bytes() == (uninterrupted / "model" / "model.safetensors").read_bytes()
+    assert (tmp_path / "model" / "model.safetensors").read_bytes() == (
+        uninterrupted / "model" / "model.safetensors"
+    ).read_bytes()
     assert (tmp_path / "train_steps.csv").read_text() == (uninterrupted / "train_steps.csv").read_text()
     metrics = json.loads((tmp_path / "train.json").read_text())
     resumed_from = int(kill_after.split()[2])
@@ -136,7 +178,9 @@ def test_a_failing_worker_ends_the_stage_with_its_one_line_error(setup, tmp_path
     code, _, stderr = run_train(tmp_path, (model, tmp_path / "no-such-cache"), batch_size=4, processes=2)
     assert code == 2
     lines = stderr.strip().splitlines()
-    assert any(line.startswith("error: ") and "meta.json not found: run the tokenize stage first" in line for line in lines), stderr
+    assert any(
+        line.startswith("error: ") and "meta.json not found: run the tokenize stage first" in line for line in lines
+    ), stderr
     assert lines[-1].startswith("error: a training process failed (its error is printed above)"), stderr
     assert "Traceback" not in stderr
     assert not (tmp_path / "model").exists() and not (tmp_path / "train.json").exists()
@@ -144,10 +188,20 @@ def test_a_failing_worker_ends_the_stage_with_its_one_line_error(setup, tmp_path
 
 def test_gradient_accumulation_trains_like_a_bigger_batch(setup, tmp_path):
     model, tokenized = setup
-    big = train(Params(model=ModelConfig(name=str(model)), train=TrainConfig(**TRAIN, batch_size=8)),
-                tokenized, tmp_path / "big", tmp_path / "big.json", tmp_path / "big")
-    accumulated = train(Params(model=ModelConfig(name=str(model)), train=TrainConfig(**TRAIN, batch_size=4, grad_accum_steps=2)),
-                        tokenized, tmp_path / "acc", tmp_path / "acc.json", tmp_path / "acc")
+    big = train(
+        Params(model=ModelConfig(name=str(model)), train=TrainConfig(**TRAIN, batch_size=8)),
+        tokenized,
+        tmp_path / "big",
+        tmp_path / "big.json",
+        tmp_path / "big",
+    )
+    accumulated = train(
+        Params(model=ModelConfig(name=str(model)), train=TrainConfig(**TRAIN, batch_size=4, grad_accum_steps=2)),
+        tokenized,
+        tmp_path / "acc",
+        tmp_path / "acc.json",
+        tmp_path / "acc",
+    )
     assert big["steps"] == accumulated["steps"] == 16
     assert np.abs(steps_csv(tmp_path / "big")[:, 2] - steps_csv(tmp_path / "acc")[:, 2]).max() <= TOLERANCE
     a, b = load_file(tmp_path / "big" / "model.safetensors"), load_file(tmp_path / "acc" / "model.safetensors")
@@ -162,7 +216,10 @@ def test_predictions_gathered_from_processes_count_every_example_exactly_once(se
     model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=2)
     cpu = torch.device("cpu")
     whole = predict(model, BatchLoader(split, LengthGroupedBatches(split.lengths, 5, shuffle=False), 0), cpu)
-    shares = [BatchLoader(split, LengthGroupedBatches(split.lengths, 5, shuffle=False, num_replicas=2, rank=r), 0) for r in range(2)]
+    shares = [
+        BatchLoader(split, LengthGroupedBatches(split.lengths, 5, shuffle=False, num_replicas=2, rank=r), 0)
+        for r in range(2)
+    ]
     own = []
     for loader in shares:  # what each process would contribute
         with pytest.raises(RuntimeError, match="exactly once"):

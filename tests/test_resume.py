@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import PROJECT_ROOT
 
 KILLER = PROJECT_ROOT / "tests" / "helpers" / "kill_train_stage.py"
@@ -24,8 +23,16 @@ TIMING = {"train_runtime_s", "train_samples_per_s"}
 RUN_HISTORY = {"resumed_from_step", "steps_run"}
 TOTAL_STEPS = 24
 # 64 sentences, batch 8: 8 steps per epoch, 24 in all; a checkpoint every 3 steps and after each epoch.
-TRAIN = {"seed": 7, "epochs": 3, "batch_size": 8, "lr": 1e-3, "precision": "fp32", "group_by_length_batches": 4,
-         "log_every_steps": 2, "checkpoint_every_steps": 3}
+TRAIN = {
+    "seed": 7,
+    "epochs": 3,
+    "batch_size": 8,
+    "lr": 1e-3,
+    "precision": "fp32",
+    "group_by_length_batches": 4,
+    "log_every_steps": 2,
+    "checkpoint_every_steps": 3,
+}
 
 
 def write_params(folder: Path, model: Path, **train) -> Path:
@@ -34,12 +41,29 @@ def write_params(folder: Path, model: Path, **train) -> Path:
     return path
 
 
-def run_train(folder: Path, tokenized: Path, params: Path, kill_at: tuple[str, int] | None = None) -> subprocess.CompletedProcess:
+def run_train(
+    folder: Path, tokenized: Path, params: Path, kill_at: tuple[str, int] | None = None
+) -> subprocess.CompletedProcess:
     entry = [str(KILLER), kill_at[0], str(kill_at[1])] if kill_at else [str(STAGE)]
-    command = [sys.executable, *entry, "--params", str(params), "--tokenized", str(tokenized),
-               "--model-out", str(folder / "model"), "--metrics", str(folder / "train.json"),
-               "--plots", str(folder), "--checkpoints", str(folder / "checkpoints")]
-    return subprocess.run(command, capture_output=True, text=True, cwd=folder, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT / "src")})
+    command = [
+        sys.executable,
+        *entry,
+        "--params",
+        str(params),
+        "--tokenized",
+        str(tokenized),
+        "--model-out",
+        str(folder / "model"),
+        "--metrics",
+        str(folder / "train.json"),
+        "--plots",
+        str(folder),
+        "--checkpoints",
+        str(folder / "checkpoints"),
+    ]
+    return subprocess.run(
+        command, capture_output=True, text=True, cwd=folder, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT / "src")}
+    )
 
 
 def results(folder: Path) -> dict:
@@ -69,14 +93,18 @@ def test_an_uninterrupted_run_runs_every_step(uninterrupted):
     assert uninterrupted["history"] == (0, TOTAL_STEPS)
 
 
-@pytest.mark.parametrize("kill_at", [
-    ("step", 5),              # mid-epoch 1, two steps after the checkpoint at step 3
-    ("checkpoint", 3),        # right after the checkpoint at the end of epoch 1 (steps 3, 6, then epoch end)
-    ("validation", 2),        # while validating epoch 2
-    ("checkpoint-write", 9),  # half-way through writing the 5th checkpoint
-    ("step", 23),             # in the last epoch
-    ("model-save", 1),        # after the last step, half-way through saving the model
-], ids=lambda k: f"{k[0]}-{k[1]}")
+@pytest.mark.parametrize(
+    "kill_at",
+    [
+        ("step", 5),  # mid-epoch 1, two steps after the checkpoint at step 3
+        ("checkpoint", 3),  # right after the checkpoint at the end of epoch 1 (steps 3, 6, then epoch end)
+        ("validation", 2),  # while validating epoch 2
+        ("checkpoint-write", 9),  # half-way through writing the 5th checkpoint
+        ("step", 23),  # in the last epoch
+        ("model-save", 1),  # after the last step, half-way through saving the model
+    ],
+    ids=lambda k: f"{k[0]}-{k[1]}",
+)
 def test_a_killed_run_resumes_to_the_same_results(kill_at, tokenized, tiny_bert, uninterrupted, tmp_path):
     params = write_params(tmp_path, tiny_bert)
     killed = run_train(tmp_path, tokenized, params, kill_at=kill_at)
@@ -102,7 +130,10 @@ def test_a_checkpoint_from_other_params_is_not_resumed(tokenized, tiny_bert, tmp
     assert killed.returncode == -9
     changed = run_train(tmp_path, tokenized, write_params(tmp_path, tiny_bert, lr=2e-3))
     assert changed.returncode == 0, changed.stderr
-    assert "not resuming from" in changed.stderr and "train.lr was 0.001, now 0.002; training starts over" in changed.stderr
+    assert (
+        "not resuming from" in changed.stderr
+        and "train.lr was 0.001, now 0.002; training starts over" in changed.stderr
+    )
     fresh = tmp_path / "fresh"
     fresh.mkdir()
     assert run_train(fresh, tokenized, write_params(fresh, tiny_bert, lr=2e-3)).returncode == 0
@@ -110,7 +141,9 @@ def test_a_checkpoint_from_other_params_is_not_resumed(tokenized, tiny_bert, tmp
     assert run_history(tmp_path) == run_history(fresh) == (0, TOTAL_STEPS)
 
 
-def test_checkpointing_changes_nothing_and_its_interval_does_not_block_resuming(tokenized, tiny_bert, uninterrupted, tmp_path):
+def test_checkpointing_changes_nothing_and_its_interval_does_not_block_resuming(
+    tokenized, tiny_bert, uninterrupted, tmp_path
+):
     killed = run_train(tmp_path, tokenized, write_params(tmp_path, tiny_bert), kill_at=("step", 8))
     assert killed.returncode == -9
     resumed = run_train(tmp_path, tokenized, write_params(tmp_path, tiny_bert, checkpoint_every_steps=0))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 
 import torch
-
 from conftest import PROJECT_ROOT
 
 sys.path.insert(0, str(PROJECT_ROOT / "benchmarks"))
@@ -53,11 +52,18 @@ def test_without_dropout_zeroes_the_rates_and_puts_them_back():
 
 
 def test_encoder_layers_finds_the_transformer_stack_of_bert_and_distilbert():
-    from transformers import BertConfig, BertForSequenceClassification, DistilBertConfig, DistilBertForSequenceClassification
+    from transformers import (
+        BertConfig,
+        BertForSequenceClassification,
+        DistilBertConfig,
+        DistilBertForSequenceClassification,
+    )
 
-    bert = BertForSequenceClassification(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=3,
-                                                    num_attention_heads=2, intermediate_size=32))
-    distilbert = DistilBertForSequenceClassification(DistilBertConfig(vocab_size=50, dim=16, n_layers=2, n_heads=2,
-                                                                      hidden_dim=32))
+    bert = BertForSequenceClassification(
+        BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=3, num_attention_heads=2, intermediate_size=32)
+    )
+    distilbert = DistilBertForSequenceClassification(
+        DistilBertConfig(vocab_size=50, dim=16, n_layers=2, n_heads=2, hidden_dim=32)
+    )
     assert encoder_layers(bert) is bert.bert.encoder.layer
     assert encoder_layers(distilbert) is distilbert.distilbert.transformer.layer

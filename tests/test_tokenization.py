@@ -66,7 +66,9 @@ def test_max_length_beyond_the_model_limit_is_rejected_before_work(raw_dir, tmp_
 def test_missing_model_folder_and_unknown_hub_model(raw_dir, tmp_path):
     with pytest.raises(PipelineError, match="no such model folder"):
         tokenize(ModelConfig(name=str(tmp_path / "missing")), TokenizeConfig(), raw_dir, tmp_path / "tok")
-    with pytest.raises(PipelineError, match=r"model 'nobody/no-such-model' \(model.name\) could not be loaded.*HF_HOME"):
+    with pytest.raises(
+        PipelineError, match=r"model 'nobody/no-such-model' \(model.name\) could not be loaded.*HF_HOME"
+    ):
         tokenize(ModelConfig(name="nobody/no-such-model"), TokenizeConfig(), raw_dir, tmp_path / "tok")
 
 

@@ -71,7 +71,9 @@ def test_train_step_clips_the_gradient_norm_before_the_step():
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_train_writes_a_loadable_model_metrics_and_plots(tiny_bert, tokenized, tmp_path, precision):
-    metrics = train(tiny_params(tiny_bert, precision=precision), tokenized, tmp_path / "model", tmp_path / "train.json", tmp_path)
+    metrics = train(
+        tiny_params(tiny_bert, precision=precision), tokenized, tmp_path / "model", tmp_path / "train.json", tmp_path
+    )
     assert metrics["epochs"] == 2 and metrics["steps"] == 16  # 64 examples / batch 8, two epochs
     assert json.loads((tmp_path / "train.json").read_text()) == metrics
     assert 0 <= metrics["val_accuracy"] <= 1 and metrics["val_loss"] > 0
@@ -105,14 +107,15 @@ def test_tiny_model_learns_the_toy_task(tiny_bert, tokenized, tmp_path):
 def test_distilbert_architecture_trains_too(tiny_distilbert, glue_dir, tmp_path):
     download(DataConfig(path=str(glue_dir), config=None), tmp_path / "raw")
     tokenize(ModelConfig(name=str(tiny_distilbert)), TokenizeConfig(max_length=32), tmp_path / "raw", tmp_path / "tok")
-    metrics = train(tiny_params(tiny_distilbert, epochs=1), tmp_path / "tok", tmp_path / "m", tmp_path / "m.json", tmp_path)
+    metrics = train(
+        tiny_params(tiny_distilbert, epochs=1), tmp_path / "tok", tmp_path / "m", tmp_path / "m.json", tmp_path
+    )
     assert metrics["steps"] == 8
 
 
 def test_cache_from_another_tokenizer_is_refused(tokenized, tmp_path, tokenizer):
-    from transformers import BertTokenizerFast
-
     from conftest import save_tiny_model
+    from transformers import BertTokenizerFast
 
     # Same architecture, a different vocabulary: the last word replaced.
     other = save_tiny_model(tmp_path / "other", tokenizer)
@@ -121,7 +124,9 @@ def test_cache_from_another_tokenizer_is_refused(tokenized, tmp_path, tokenizer)
     (other / "tokenizer.json").unlink()
     (other / "vocab.txt").write_text("\n".join(words) + "\n")
     BertTokenizerFast(vocab_file=str(other / "vocab.txt")).save_pretrained(other)
-    with pytest.raises(PipelineError, match=r"tokenized cache was made with the tokenizer of .*\(rerun the tokenize stage"):
+    with pytest.raises(
+        PipelineError, match=r"tokenized cache was made with the tokenizer of .*\(rerun the tokenize stage"
+    ):
         train(tiny_params(other), tokenized, tmp_path / "m", tmp_path / "m.json", tmp_path)
     assert not (tmp_path / "m").exists()
 
@@ -132,7 +137,9 @@ def test_logged_loss_is_the_mean_of_the_steps_since_the_last_row(tiny_bert, toke
     import pipeline.training as training
 
     real_step = training.train_step
-    monkeypatch.setattr(training, "train_step", lambda *a: losses.append(real_step(*a).item()) or torch.tensor(losses[-1]))
+    monkeypatch.setattr(
+        training, "train_step", lambda *a: losses.append(real_step(*a).item()) or torch.tensor(losses[-1])
+    )
     train(tiny_params(tiny_bert, log_every_steps=3), tokenized, tmp_path / "m", tmp_path / "m.json", tmp_path)
     rows = [line.split(",") for line in (tmp_path / "train_steps.csv").read_text().splitlines()[1:]]
     assert [int(r[0]) for r in rows] == [3, 6, 8, 9, 12, 15, 16]

@@ -96,7 +96,9 @@ class LengthGroupedBatches:
         return (n // size + (n % size >= self.num_replicas * self.micro_batches)) * self.micro_batches
 
 
-def collate(split: TokenizedSplit, indices: np.ndarray, pad_token_id: int, pad_to_multiple_of: int = 1) -> dict[str, torch.Tensor]:
+def collate(
+    split: TokenizedSplit, indices: np.ndarray, pad_token_id: int, pad_to_multiple_of: int = 1
+) -> dict[str, torch.Tensor]:
     """Pad the examples at ``indices`` to the batch's longest (rounded up to a multiple) in one gather."""
     index = torch.from_numpy(np.asarray(indices, dtype=np.int64))
     starts = split.offsets[index]
@@ -113,7 +115,9 @@ def collate(split: TokenizedSplit, indices: np.ndarray, pad_token_id: int, pad_t
 class BatchLoader:
     """Iterates padded batches of a split in the order a :class:`LengthGroupedBatches` gives."""
 
-    def __init__(self, split: TokenizedSplit, batches: LengthGroupedBatches, pad_token_id: int, pad_to_multiple_of: int = 1):
+    def __init__(
+        self, split: TokenizedSplit, batches: LengthGroupedBatches, pad_token_id: int, pad_to_multiple_of: int = 1
+    ):
         self.split = split
         self.batches = batches
         self.pad_token_id = pad_token_id

@@ -90,16 +90,25 @@ class Checkpoint:
         if self.state["scaler"]:
             scaler.load_state_dict(self.state["scaler"])
         saved = self.state["ranks"][rank]
-        rng = {**saved["rng"], **{kind: self.tensors[f"{rank}/rng/{kind}"] for kind in ("torch", "cuda")
-                                  if f"{rank}/rng/{kind}" in self.tensors}}
+        rng = {
+            **saved["rng"],
+            **{
+                kind: self.tensors[f"{rank}/rng/{kind}"]
+                for kind in ("torch", "cuda")
+                if f"{rank}/rng/{kind}" in self.tensors
+            },
+        }
         restore_rng(rng, device)
         prefix = f"{rank}/loop/"
-        loop_tensors = {key.removeprefix(prefix): t.to(device) for key, t in self.tensors.items() if key.startswith(prefix)}
+        loop_tensors = {
+            key.removeprefix(prefix): t.to(device) for key, t in self.tensors.items() if key.startswith(prefix)
+        }
         return {**saved["loop"], "tensors": loop_tensors}
 
     def unusable(self, why: str) -> PipelineError:
-        return PipelineError(f"checkpoint {self.folder} is unusable: {why} "
-                             f"(delete it to start training over: rm -r {self.folder})")
+        return PipelineError(
+            f"checkpoint {self.folder} is unusable: {why} (delete it to start training over: rm -r {self.folder})"
+        )
 
 
 class CheckpointFolder:
@@ -122,11 +131,17 @@ class CheckpointFolder:
         if folder is None:
             return None
         state = self._read_state(folder)
-        changed = [key for key in sorted(set(state["params"]) | set(self.run_params))
-                   if state["params"].get(key) != self.run_params.get(key)]
+        changed = [
+            key
+            for key in sorted(set(state["params"]) | set(self.run_params))
+            if state["params"].get(key) != self.run_params.get(key)
+        ]
         if state.get("format") != FORMAT or changed:
-            why = (f"{changed[0]} was {state['params'].get(changed[0])!r}, now {self.run_params.get(changed[0])!r}"
-                   if changed else "it was written by another version of the pipeline")
+            why = (
+                f"{changed[0]} was {state['params'].get(changed[0])!r}, now {self.run_params.get(changed[0])!r}"
+                if changed
+                else "it was written by another version of the pipeline"
+            )
             print(f"not resuming from {folder}: {why}; training starts over", file=sys.stderr, flush=True)
             return None
         checkpoint = Checkpoint(folder, state, {})
@@ -162,13 +177,22 @@ class CheckpointFolder:
         try:
             save_model(model, str(staging / "model.safetensors"))
             optimizer_state = optimizer.state_dict()
-            save_file({f"{index}/{name}": tensor.detach().cpu().contiguous()
-                       for index, values in optimizer_state["state"].items() for name, tensor in values.items()},
-                      str(staging / "optimizer.safetensors"))
+            save_file(
+                {
+                    f"{index}/{name}": tensor.detach().cpu().contiguous()
+                    for index, values in optimizer_state["state"].items()
+                    for name, tensor in values.items()
+                },
+                str(staging / "optimizer.safetensors"),
+            )
             tensors, json_ranks = {}, []
             for rank, own in enumerate(ranks):
-                tensors.update({f"{rank}/loop/{key}": t.detach().cpu().contiguous() for key, t in own["loop_tensors"].items()})
-                tensors.update({f"{rank}/rng/{kind}": own["rng"][kind].cpu() for kind in ("torch", "cuda") if kind in own["rng"]})
+                tensors.update(
+                    {f"{rank}/loop/{key}": t.detach().cpu().contiguous() for key, t in own["loop_tensors"].items()}
+                )
+                tensors.update(
+                    {f"{rank}/rng/{kind}": own["rng"][kind].cpu() for kind in ("torch", "cuda") if kind in own["rng"]}
+                )
                 rng = {key: value for key, value in own["rng"].items() if key not in ("torch", "cuda")}
                 json_ranks.append({"loop": own["loop"], "rng": rng})
             save_file(tensors, str(staging / "tensors.safetensors"))

@@ -29,8 +29,10 @@ def run_stage(params_path: str, work: Callable[[Params], Any]) -> None:
     except OSError as exc:
         if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
-        _fail(f"no space left on the device while writing {exc.filename or 'an output'} "
-              f"(free some space and rerun; earlier outputs were left as they were)")
+        _fail(
+            f"no space left on the device while writing {exc.filename or 'an output'} "
+            f"(free some space and rerun; earlier outputs were left as they were)"
+        )
     except KeyboardInterrupt:
         _fail("interrupted; no partial output was kept", status=130)
     if result is not None:
@@ -48,13 +50,21 @@ def main(argv: list[str] | None = None) -> int:
     validate = commands.add_parser("validate", help="check params.yaml and print the parameters in effect")
     validate.add_argument("--params", default="params.yaml")
     check = commands.add_parser(
-        "check", help="metric gate: compare metrics with a baseline revision (dvc metrics diff) and fail on a regression",
+        "check",
+        help="metric gate: compare metrics with a baseline revision (dvc metrics diff) and fail on a regression",
         description="Exit 0: every watched metric held; 1: one got worse by more than the allowed drop; "
-                    "3: a watched metric is missing on one side; 4: no baseline to compare with.")
+        "3: a watched metric is missing on one side; 4: no baseline to compare with.",
+    )
     check.add_argument("--baseline", default="HEAD", help="git revision whose committed metrics are the reference")
-    check.add_argument("--max-drop", type=float, help="allowed drop, in the metric's unit (default from pyproject.toml)")
-    check.add_argument("--metric", action="append", metavar="FILE:METRIC",
-                       help="metric to watch, repeatable (default from pyproject.toml: [tool.sst2-pipeline.gate])")
+    check.add_argument(
+        "--max-drop", type=float, help="allowed drop, in the metric's unit (default from pyproject.toml)"
+    )
+    check.add_argument(
+        "--metric",
+        action="append",
+        metavar="FILE:METRIC",
+        help="metric to watch, repeatable (default from pyproject.toml: [tool.sst2-pipeline.gate])",
+    )
     args = parser.parse_args(argv)
     if args.command == "validate":
         run_stage(args.params, lambda params: params.to_dict())

@@ -26,8 +26,7 @@ DEVICES = ("auto", "cpu", "cuda")
 
 def _invalid(key: str, value: Any, expected: str) -> PipelineError:
     return PipelineError(
-        f"invalid parameter {key}={value!r}: expected {expected} "
-        f"(edit params.yaml or pass -S {key}=... to dvc exp run)"
+        f"invalid parameter {key}={value!r}: expected {expected} (edit params.yaml or pass -S {key}=... to dvc exp run)"
     )
 
 
@@ -121,9 +120,13 @@ class TrainConfig:
         if self.device not in DEVICES:
             raise _invalid("train.device", self.device, f"one of {', '.join(DEVICES)}")
         if self.precision == "fp16" and self.device == "cpu":
-            raise _invalid("train.precision", self.precision, "fp32 or bf16 with train.device=cpu (fp16 needs a CUDA GPU)")
+            raise _invalid(
+                "train.precision", self.precision, "fp32 or bf16 with train.device=cpu (fp16 needs a CUDA GPU)"
+            )
         if self.checkpoint_every_steps < 0:
-            raise _invalid("train.checkpoint_every_steps", self.checkpoint_every_steps, "an integer >= 0 (0: at epoch ends only)")
+            raise _invalid(
+                "train.checkpoint_every_steps", self.checkpoint_every_steps, "an integer >= 0 (0: at epoch ends only)"
+            )
 
 
 @dataclass(frozen=True)
@@ -199,7 +202,9 @@ def _reject_unknown(raw: dict[str, Any], known: typing.Iterable[str], prefix: st
     for key in raw:
         if key not in known:
             close = difflib.get_close_matches(str(key), known, n=1)
-            hint = f"did you mean {prefix}{close[0]}?" if close else f"known keys: {', '.join(prefix + k for k in known)}"
+            hint = (
+                f"did you mean {prefix}{close[0]}?" if close else f"known keys: {', '.join(prefix + k for k in known)}"
+            )
             raise PipelineError(f"unknown parameter {prefix}{key} in params.yaml ({hint})")
 
 

@@ -57,7 +57,8 @@ def check_utf8_files(folder: Path, key_value: str) -> None:
         except UnicodeDecodeError as exc:
             line = content.count(b"\n", 0, exc.start) + 1
             raise PipelineError(
-                f"{key_value}: {file.relative_to(folder)} is not UTF-8 text (byte 0x{content[exc.start]:02x} on line {line}); "
+                f"{key_value}: {file.relative_to(folder)} is not UTF-8 text "
+                f"(byte 0x{content[exc.start]:02x} on line {line}); "
                 f"re-save it as UTF-8"
             ) from None
 
@@ -86,7 +87,9 @@ def load_source(cfg: DataConfig):
             ) from None
         if empty or isinstance(exc, datasets.exceptions.DatasetGenerationError):
             raise PipelineError(f"dataset {cfg.path!r}: could not be read: {cause}") from None
-        raise not_found("dataset", f"{cfg.path}" + (f" ({cfg.config})" if cfg.config else ""), "data.path", exc) from None
+        raise not_found(
+            "dataset", f"{cfg.path}" + (f" ({cfg.config})" if cfg.config else ""), "data.path", exc
+        ) from None
 
 
 def _root_cause(exc: BaseException) -> BaseException:
@@ -115,7 +118,9 @@ def validate(dataset_dict, source: str) -> list[str]:
     splits = list(dataset_dict)
     for split in LABELED_SPLITS:
         if split not in dataset_dict:
-            raise PipelineError(f"{source}: has no {split!r} split (found {splits}); a train and a validation split are required")
+            raise PipelineError(
+                f"{source}: has no {split!r} split (found {splits}); a train and a validation split are required"
+            )
     for split, dataset in dataset_dict.items():
         missing = [c for c in (TEXT_COLUMN, LABEL_COLUMN) if c not in dataset.column_names]
         if missing:
@@ -212,7 +217,9 @@ def read_split(raw_dir: str | Path, split: str) -> RawSplit:
     except FileNotFoundError:
         raise PipelineError(f"{path} not found: run the download stage first (dvc repro download)") from None
     except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
-        raise PipelineError(f"{path} is damaged ({str(exc).splitlines()[0]}); rerun: dvc repro --force download") from None
+        raise PipelineError(
+            f"{path} is damaged ({str(exc).splitlines()[0]}); rerun: dvc repro --force download"
+        ) from None
     return RawSplit(
         sentences=table.column(TEXT_COLUMN).to_pylist(),
         labels=table.column(LABEL_COLUMN).to_numpy().astype(np.int64),

@@ -19,9 +19,9 @@ from pipeline.batching import BatchLoader, LengthGroupedBatches
 from pipeline.config import EvaluateConfig
 from pipeline.data import EVAL_SPLIT
 from pipeline.modeling import load_finetuned
+from pipeline.outputs import write_csv_atomic, write_json_atomic
 from pipeline.parallel import pick_device
 from pipeline.precision import autocast_for
-from pipeline.outputs import write_csv_atomic, write_json_atomic
 from pipeline.tokenization import TokenizedSplit, load_split, read_meta
 
 METRIC_MODULE = Path(__file__).parent / "sst2_metrics"  # a local evaluate module: no Hub needed
@@ -38,15 +38,22 @@ class Predictions:
         return self.logits.argmax(dim=-1)
 
 
-def eval_loader(split: TokenizedSplit, batch_size: int, pad_token_id: int, num_replicas: int = 1, rank: int = 0) -> BatchLoader:
+def eval_loader(
+    split: TokenizedSplit, batch_size: int, pad_token_id: int, num_replicas: int = 1, rank: int = 0
+) -> BatchLoader:
     """Batches sorted by length; with several processes, this process's share of them."""
     batches = LengthGroupedBatches(split.lengths, batch_size, shuffle=False, num_replicas=num_replicas, rank=rank)
     return BatchLoader(split, batches, pad_token_id)
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, loader: BatchLoader, device: torch.device, gather=None,
-            autocast: contextlib.AbstractContextManager | None = None) -> Predictions:
+def predict(
+    model: torch.nn.Module,
+    loader: BatchLoader,
+    device: torch.device,
+    gather=None,
+    autocast: contextlib.AbstractContextManager | None = None,
+) -> Predictions:
     """Logits for every example of the loader's split, as fp32, put back in the split's order.
 
     The forward passes run under ``autocast`` (see :func:`pipeline.precision.autocast_for`).
@@ -105,10 +112,20 @@ def score(predictions: Predictions, n_classes: int) -> dict:
         predictions=predictions.predicted.tolist(), references=predictions.labels.tolist(), num_labels=n_classes
     )
     result.pop("confusion_matrix")
-    return {**{k: round(v, 6) for k, v in result.items()}, "loss": round(predictions.loss, 6), "n_examples": len(predictions.labels)}
+    return {
+        **{k: round(v, 6) for k, v in result.items()},
+        "loss": round(predictions.loss, 6),
+        "n_examples": len(predictions.labels),
+    }
 
 
-def evaluate_model(cfg: EvaluateConfig, model_dir: str | Path, tokenized_dir: str | Path, metrics_path: str | Path, confusion_path: str | Path) -> dict:
+def evaluate_model(
+    cfg: EvaluateConfig,
+    model_dir: str | Path,
+    tokenized_dir: str | Path,
+    metrics_path: str | Path,
+    confusion_path: str | Path,
+) -> dict:
     """Write ``metrics_path`` (JSON) and per-example ``actual,predicted`` rows for the confusion plot."""
     torch.manual_seed(0)
     model = load_finetuned(model_dir)

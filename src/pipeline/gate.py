@@ -46,7 +46,10 @@ def settings_from_pyproject(path: str | Path = "pyproject.toml") -> GateSettings
         watched = tuple(table.get("metrics", DEFAULT_WATCHED))
         max_drop = float(table.get("max_drop", DEFAULT_MAX_DROP))
     except (tomllib.TOMLDecodeError, TypeError, ValueError) as exc:
-        raise PipelineError(f"{path}: [tool.sst2-pipeline.gate] is not valid ({exc}); expected metrics = [\"FILE:METRIC\", ...] and max_drop = NUMBER") from None
+        raise PipelineError(
+            f"{path}: [tool.sst2-pipeline.gate] is not valid ({exc}); "
+            'expected metrics = ["FILE:METRIC", ...] and max_drop = NUMBER'
+        ) from None
     for entry in watched:
         if not isinstance(entry, str) or ":" not in entry:
             raise PipelineError(f"{path}: gate metric {entry!r} must read FILE:METRIC, e.g. metrics/eval.json:accuracy")
@@ -58,7 +61,9 @@ def _gate_table(tools: dict, path: Path) -> dict:
     if TOOL not in tools:
         close = difflib.get_close_matches(TOOL, [str(name) for name in tools], n=1, cutoff=0.8)
         if close:
-            raise PipelineError(f"{path}: [tool.{close[0]}] is not read; the gate's table is [tool.{TOOL}.gate] (rename it)")
+            raise PipelineError(
+                f"{path}: [tool.{close[0]}] is not read; the gate's table is [tool.{TOOL}.gate] (rename it)"
+            )
         return {}
     for name, known in ((f"tool.{TOOL}", ["gate"]), (f"tool.{TOOL}.gate", ["metrics", "max_drop"])):
         table = tools[TOOL] if name == f"tool.{TOOL}" else tools[TOOL].get("gate", {})
@@ -84,12 +89,17 @@ class Row:
 
 def metrics_diff(baseline: str, cwd: str | Path = ".") -> dict:
     """``dvc metrics diff --json --all BASELINE``, or :class:`PipelineError` if there is no such revision."""
-    known = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{baseline}^{{commit}}"],
-                           cwd=cwd, capture_output=True, text=True)
+    known = subprocess.run(
+        ["git", "rev-parse", "--verify", "--quiet", f"{baseline}^{{commit}}"], cwd=cwd, capture_output=True, text=True
+    )
     if known.returncode != 0:
-        raise NoBaseline(f"no baseline: {baseline!r} is not a git revision here (fetch it, or name another with --baseline)")
+        raise NoBaseline(
+            f"no baseline: {baseline!r} is not a git revision here (fetch it, or name another with --baseline)"
+        )
     try:
-        result = subprocess.run(["dvc", "metrics", "diff", "--json", "--all", baseline], cwd=cwd, capture_output=True, text=True)
+        result = subprocess.run(
+            ["dvc", "metrics", "diff", "--json", "--all", baseline], cwd=cwd, capture_output=True, text=True
+        )
     except FileNotFoundError:
         raise PipelineError("dvc is not installed or not on PATH (pip install -e . installs it)") from None
     if result.returncode != 0:
@@ -139,7 +149,9 @@ VERDICTS = {
     EXIT_OK: "gate passed",
     EXIT_WORSE: "gate failed: a metric got worse by more than the allowed drop",
     EXIT_MISSING: "gate failed: a watched metric is missing on one side (see status)",
-    EXIT_NO_BASELINE: "gate failed: no baseline: the baseline revision has none of the watched metrics (commit metrics/ there)",
+    EXIT_NO_BASELINE: (
+        "gate failed: no baseline: the baseline revision has none of the watched metrics (commit metrics/ there)"
+    ),
 }
 
 

@@ -16,9 +16,13 @@ from pipeline.outputs import atomic_directory
 def _check_local(name: str, key: str) -> None:
     folder = Path(name).expanduser()
     if looks_local(name) and not folder.is_dir():
-        raise PipelineError(f"{key}={name!r}: no such model folder (give a folder saved with save_pretrained, or a Hub model id)")
+        raise PipelineError(
+            f"{key}={name!r}: no such model folder (give a folder saved with save_pretrained, or a Hub model id)"
+        )
     if folder.is_dir() and not (folder / "config.json").is_file():
-        raise PipelineError(f"{key}={name!r}: folder has no config.json, so it is not a saved model (save it with save_pretrained)")
+        raise PipelineError(
+            f"{key}={name!r}: folder has no config.json, so it is not a saved model (save it with save_pretrained)"
+        )
 
 
 def load_config(name: str, key: str = "model.name", trust_remote_code: bool = False):
@@ -40,7 +44,10 @@ def load_tokenizer(name: str, key: str = "model.name", trust_remote_code: bool =
     except (OSError, ValueError) as exc:
         raise not_found("tokenizer of model", name, key, exc) from None
     if not tokenizer.is_fast:
-        raise PipelineError(f"{key}={name!r}: only a slow (Python) tokenizer is available; the pipeline needs a fast one (tokenizer.json)")
+        raise PipelineError(
+            f"{key}={name!r}: only a slow (Python) tokenizer is available; "
+            f"the pipeline needs a fast one (tokenizer.json)"
+        )
     return tokenizer
 
 
@@ -49,15 +56,18 @@ def max_sequence_length(config, tokenizer) -> int:
 
     Both count: RoBERTa has 514 position embeddings but takes 512 tokens.
     """
-    limits = [getattr(config, attr) for attr in ("max_position_embeddings", "n_positions") if getattr(config, attr, None)]
+    limits = [
+        getattr(config, attr) for attr in ("max_position_embeddings", "n_positions") if getattr(config, attr, None)
+    ]
     tokenizer_limit = tokenizer.model_max_length
     if tokenizer_limit < 1_000_000:  # tokenizers without a limit report a huge sentinel
         limits.append(tokenizer_limit)
     return int(min(limits))
 
 
-def load_pretrained_classifier(name: str, label_names: list[str], trust_remote_code: bool = False,
-                               attn_implementation: str | None = None):
+def load_pretrained_classifier(
+    name: str, label_names: list[str], trust_remote_code: bool = False, attn_implementation: str | None = None
+):
     """A pretrained encoder with a fresh classification head sized and labelled for ``label_names``.
 
     ``trust_remote_code`` stays off unless ``model.trust_remote_code`` turns it on: a model that
@@ -66,7 +76,6 @@ def load_pretrained_classifier(name: str, label_names: list[str], trust_remote_c
     library's default. It is not saved with the model.
     """
     from transformers import AutoModelForSequenceClassification
-
     from transformers.utils import logging as transformers_logging
 
     _check_local(name, "model.name")
@@ -101,8 +110,10 @@ def load_finetuned(folder: str | Path):
         return AutoModelForSequenceClassification.from_pretrained(folder)
     except (OSError, ValueError, SafetensorError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise PipelineError(f"{folder}: the fine-tuned model cannot be loaded ({reason}); "
-                            f"rerun the train stage: dvc repro --force train") from None
+        raise PipelineError(
+            f"{folder}: the fine-tuned model cannot be loaded ({reason}); "
+            f"rerun the train stage: dvc repro --force train"
+        ) from None
 
 
 def save_finetuned(model, tokenizer, folder: str | Path) -> None:

@@ -43,8 +43,10 @@ def relaunch_with_torchrun(processes: int) -> None:
     try:
         torchrun(argv)
     except ChildFailedError:
-        raise PipelineError(f"a training process failed (its error is printed above); {processes} were started "
-                            f"by torchrun because train.processes={processes}") from None
+        raise PipelineError(
+            f"a training process failed (its error is printed above); {processes} were started "
+            f"by torchrun because train.processes={processes}"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -88,8 +90,14 @@ class ProcessGroup:
 
     def progress_bar(self, iterable, **tqdm_args):
         """A progress bar on rank 0's stderr; redrawn every minute when stderr is a log file, not a terminal."""
-        return tqdm(iterable, file=sys.stderr, disable=not self.is_main, dynamic_ncols=True,
-                    mininterval=0.5 if sys.stderr.isatty() else 60, **tqdm_args)
+        return tqdm(
+            iterable,
+            file=sys.stderr,
+            disable=not self.is_main,
+            dynamic_ncols=True,
+            mininterval=0.5 if sys.stderr.isatty() else 60,
+            **tqdm_args,
+        )
 
     def barrier(self) -> None:
         if self.distributed:
@@ -104,7 +112,9 @@ def join(device_preference: str) -> ProcessGroup:
     device = pick_device(device_preference, local_rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", device_id=device if device.type == "cuda" else None)
+    dist.init_process_group(
+        backend="nccl" if device.type == "cuda" else "gloo", device_id=device if device.type == "cuda" else None
+    )
     return ProcessGroup(rank=dist.get_rank(), local_rank=local_rank, world_size=dist.get_world_size(), device=device)
 
 

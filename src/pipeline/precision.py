@@ -19,7 +19,9 @@ def bf16_is_native(device: torch.device) -> bool:
     return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
-def autocast_for(precision: str, device: torch.device, key: str = "train.precision") -> contextlib.AbstractContextManager:
+def autocast_for(
+    precision: str, device: torch.device, key: str = "train.precision"
+) -> contextlib.AbstractContextManager:
     """bf16/fp16 autocast keeps fp32 weights and runs matrix products in 16 bits; fp32 changes nothing.
 
     ``key`` is the parameter ``precision`` came from, for messages.
@@ -31,7 +33,10 @@ def autocast_for(precision: str, device: torch.device, key: str = "train.precisi
             raise PipelineError(f"{key}=fp16 needs a CUDA GPU; use bf16 or fp32 on a CPU")
         return torch.autocast(device_type="cuda", dtype=torch.float16)
     if not bf16_is_native(device):
-        print(f"warning: {key}=bf16 but this {device.type} has no native bf16; it may be slower than fp32", file=sys.stderr)
+        print(
+            f"warning: {key}=bf16 but this {device.type} has no native bf16; it may be slower than fp32",
+            file=sys.stderr,
+        )
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 

@@ -68,7 +68,8 @@ def tokenize(model_cfg: ModelConfig, tok_cfg: TokenizeConfig, raw_dir: str | Pat
     limit = max_sequence_length(config, tokenizer)
     if tok_cfg.max_length > limit:
         raise PipelineError(
-            f"invalid parameter tokenize.max_length={tok_cfg.max_length}: {model_cfg.name} accepts at most {limit} tokens "
+            f"invalid parameter tokenize.max_length={tok_cfg.max_length}: "
+            f"{model_cfg.name} accepts at most {limit} tokens "
             f"(set it to a value in 2..{limit})"
         )
     info = read_info(raw_dir)

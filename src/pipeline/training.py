@@ -90,9 +90,16 @@ def get_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_step
     return get_linear_schedule_with_warmup(optimizer, math.ceil(cfg.warmup_ratio * total_steps), total_steps)
 
 
-def train_step(model, micro_batches, optimizer, scheduler, autocast: contextlib.AbstractContextManager | None,
-               scaler: torch.amp.GradScaler, max_grad_norm: float,
-               dropout: contextlib.AbstractContextManager | None = None) -> torch.Tensor:
+def train_step(
+    model,
+    micro_batches,
+    optimizer,
+    scheduler,
+    autocast: contextlib.AbstractContextManager | None,
+    scaler: torch.amp.GradScaler,
+    max_grad_norm: float,
+    dropout: contextlib.AbstractContextManager | None = None,
+) -> torch.Tensor:
     """One optimizer step, as in the reference tutorial, over ``grad_accum_steps`` micro-batches.
 
     Plus gradient clipping, the learning-rate schedule and, in fp16 only, loss scaling (a disabled
@@ -144,11 +151,19 @@ class TrainingLog:
     epochs: list[EpochRow] = field(default_factory=list)
 
     def write(self, plots_dir: Path) -> None:
-        write_csv_atomic(plots_dir / "train_steps.csv", StepRow._fields,
-                         [(r.step, r.epoch, f"{r.loss:.5f}", f"{r.lr:.4e}") for r in self.steps])
-        write_csv_atomic(plots_dir / "train_epochs.csv", EpochRow._fields,
-                         [(r.epoch, r.step, f"{r.train_loss:.5f}", f"{r.val_loss:.5f}", f"{r.val_accuracy:.5f}")
-                          for r in self.epochs])
+        write_csv_atomic(
+            plots_dir / "train_steps.csv",
+            StepRow._fields,
+            [(r.step, r.epoch, f"{r.loss:.5f}", f"{r.lr:.4e}") for r in self.steps],
+        )
+        write_csv_atomic(
+            plots_dir / "train_epochs.csv",
+            EpochRow._fields,
+            [
+                (r.epoch, r.step, f"{r.train_loss:.5f}", f"{r.val_loss:.5f}", f"{r.val_accuracy:.5f}")
+                for r in self.epochs
+            ],
+        )
 
 
 @dataclass
@@ -188,15 +203,27 @@ class LoopState:
         self.epoch_loss.zero_()
 
     def to_checkpoint(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-        scalars = {name: getattr(self, name) for name in ("epoch", "steps_in_epoch", "step", "interval_steps",
-                                                           "samples", "real_tokens", "padded_tokens", "elapsed_s")}
+        scalars = {
+            name: getattr(self, name)
+            for name in (
+                "epoch",
+                "steps_in_epoch",
+                "step",
+                "interval_steps",
+                "samples",
+                "real_tokens",
+                "padded_tokens",
+                "elapsed_s",
+            )
+        }
         scalars["log"] = {"steps": self.log.steps, "epochs": self.log.epochs}  # named tuples are JSON lists
         return scalars, {"epoch_loss": self.epoch_loss.cpu(), "interval_loss": self.interval_loss.cpu()}
 
     @classmethod
     def from_checkpoint(cls, loop: dict[str, Any]) -> LoopState:
-        log = TrainingLog([StepRow(*row) for row in loop["log"]["steps"]],
-                          [EpochRow(*row) for row in loop["log"]["epochs"]])
+        log = TrainingLog(
+            [StepRow(*row) for row in loop["log"]["steps"]], [EpochRow(*row) for row in loop["log"]["epochs"]]
+        )
         scalars = {key: value for key, value in loop.items() if key not in ("log", "tensors")}
         return cls(**scalars, log=log, **loop["tensors"])
 
@@ -204,15 +231,23 @@ class LoopState:
 def check_cache_matches_model(meta: dict, tokenizer, model_name: str) -> None:
     if meta["tokenizer_fingerprint"] != tokenizer_fingerprint(tokenizer):
         raise PipelineError(
-            f"the tokenized cache was made with the tokenizer of {meta['tokenizer']!r}, not that of model.name={model_name!r} "
+            f"the tokenized cache was made with the tokenizer of {meta['tokenizer']!r}, "
+            f"not that of model.name={model_name!r} "
             f"(rerun the tokenize stage: dvc repro tokenize)"
         )
 
 
 def run_params(params: Params, group: ProcessGroup, train_data_sha256: str) -> dict[str, Any]:
     """What a run's results depend on; a checkpoint made with anything else is not resumed from."""
-    relevant = {f"train.{key}": value for key, value in params.to_dict()["train"].items() if key not in NOT_AFFECTING_RESULTS}
-    return {"model.name": params.model.name, **relevant, "world_size": group.world_size, "training data sha256": train_data_sha256}
+    relevant = {
+        f"train.{key}": value for key, value in params.to_dict()["train"].items() if key not in NOT_AFFECTING_RESULTS
+    }
+    return {
+        "model.name": params.model.name,
+        **relevant,
+        "world_size": group.world_size,
+        "training data sha256": train_data_sha256,
+    }
 
 
 def chunks(items: Iterable, size: int) -> Iterator[list]:
@@ -259,12 +294,19 @@ class Run:
         self.batches.set_epoch(epoch)
         micro_batches = self.train_loader.with_indices(start=self.state.steps_in_epoch * self.cfg.grad_accum_steps)
         self.progress = self.group.progress_bar(
-            chunks(micro_batches, self.cfg.grad_accum_steps), desc=f"epoch {epoch}/{self.cfg.epochs}", unit="step",
-            total=self.steps_per_epoch, initial=self.state.steps_in_epoch)
+            chunks(micro_batches, self.cfg.grad_accum_steps),
+            desc=f"epoch {epoch}/{self.cfg.epochs}",
+            unit="step",
+            total=self.steps_per_epoch,
+            initial=self.state.steps_in_epoch,
+        )
         for step in self.progress:
             micro_batches = [batch for _, batch in step]
             self.state.count_examples(micro_batches)
-            yield [{name: tensor.to(self.device, non_blocking=True) for name, tensor in batch.items()} for batch in micro_batches]
+            yield [
+                {name: tensor.to(self.device, non_blocking=True) for name, tensor in batch.items()}
+                for batch in micro_batches
+            ]
         self.progress.close()
 
     def log_step(self, epoch: int) -> None:
@@ -288,12 +330,16 @@ class Run:
         state = self.state
         train_loss = self.group.mean(state.epoch_loss).item() / self.steps_per_epoch
         self.group.print(f"epoch {epoch}/{self.cfg.epochs}: validating on {len(self.val_loader.split)} sentences")
-        predictions = predict(self.model, self.val_loader, self.device, gather=self.group.all_gather, autocast=self.autocast)
+        predictions = predict(
+            self.model, self.val_loader, self.device, gather=self.group.all_gather, autocast=self.autocast
+        )
         if self.group.is_main:
             val = score(predictions, n_classes=len(self.label_names))
             state.log.epochs.append(EpochRow(epoch, state.step, train_loss, val["loss"], val["accuracy"]))
-            self.group.print(f"epoch {epoch}/{self.cfg.epochs}: train loss {train_loss:.4f}, validation loss "
-                             f"{val['loss']:.4f}, accuracy {val['accuracy']:.4f}, {self.elapsed_s():.0f} s")
+            self.group.print(
+                f"epoch {epoch}/{self.cfg.epochs}: train loss {train_loss:.4f}, validation loss "
+                f"{val['loss']:.4f}, accuracy {val['accuracy']:.4f}, {self.elapsed_s():.0f} s"
+            )
 
     def save_checkpoint(self) -> None:
         loop, loop_tensors = self.state.to_checkpoint()
@@ -301,7 +347,9 @@ class Run:
         # Every process has its own random numbers, loss sums and counts; rank 0 writes them all.
         ranks = self.group.all_gather({"rng": capture_rng(self.device), "loop": loop, "loop_tensors": loop_tensors})
         if self.group.is_main:
-            saved = self.checkpoints.save(self.state.step, self.model, self.optimizer, self.scheduler, self.scaler, ranks)
+            saved = self.checkpoints.save(
+                self.state.step, self.model, self.optimizer, self.scheduler, self.scaler, ranks
+            )
             self.group.print(f"checkpoint: step {self.state.step} saved to {saved}")
 
     def summary(self) -> str:
@@ -311,19 +359,26 @@ class Run:
         lines = [
             f"training {len(self.train_loader.split):,} examples, validating on {len(self.val_loader.split):,}; "
             f"{len(self.label_names)} classes",
-            f"{cfg.epochs} epochs × {self.steps_per_epoch:,} steps = {cfg.epochs * self.steps_per_epoch:,} optimizer steps "
+            f"{cfg.epochs} epochs × {self.steps_per_epoch:,} steps = "
+            f"{cfg.epochs * self.steps_per_epoch:,} optimizer steps "
             f"of {per_step} examples ({cfg.batch_size} per process × {group.world_size} processes × "
             f"{cfg.grad_accum_steps} accumulated)",
             f"device {self.device}, precision {cfg.precision}, lr {cfg.lr:g}, seed {cfg.seed}",
         ]
-        rates = sorted({module.p for module in self.model.modules() if isinstance(module, torch.nn.Dropout) and module.p > 0})
+        rates = sorted(
+            {module.p for module in self.model.modules() if isinstance(module, torch.nn.Dropout) and module.p > 0}
+        )
         if isinstance(self.dropout, FastCpuDropout) and rates:
             applied = ", ".join(f"{p:g} → {rounded_rate(p):.6f}" for p in rates)
-            lines.append(f"fast CPU dropout is on (train.fast_dropout): rates rounded to a multiple of 1/65536 ({applied})")
+            lines.append(
+                f"fast CPU dropout is on (train.fast_dropout): rates rounded to a multiple of 1/65536 ({applied})"
+            )
         return "\n".join(f"  {line}" for line in lines)
 
 
-def run_train_stage(params: Params, tokenized_dir, model_dir, metrics_path, plots_dir, checkpoint_dir=None) -> dict | None:
+def run_train_stage(
+    params: Params, tokenized_dir, model_dir, metrics_path, plots_dir, checkpoint_dir=None
+) -> dict | None:
     """The train stage's entry point: under torchrun when ``train.processes > 1``, else right here."""
     if params.train.processes > 1 and not parallel.launched_by_torchrun():
         parallel.relaunch_with_torchrun(params.train.processes)  # the workers write every output
@@ -331,8 +386,14 @@ def run_train_stage(params: Params, tokenized_dir, model_dir, metrics_path, plot
     return train(params, tokenized_dir, model_dir, metrics_path, plots_dir, checkpoint_dir)
 
 
-def train(params: Params, tokenized_dir: str | Path, model_dir: str | Path, metrics_path: str | Path,
-          plots_dir: str | Path, checkpoint_dir: str | Path | None = None) -> dict | None:
+def train(
+    params: Params,
+    tokenized_dir: str | Path,
+    model_dir: str | Path,
+    metrics_path: str | Path,
+    plots_dir: str | Path,
+    checkpoint_dir: str | Path | None = None,
+) -> dict | None:
     """Train in this process, as one of the data-parallel workers if torchrun started it as one.
 
     Returns the metrics on rank 0 (the one process that writes outputs) and None on the others.
@@ -354,8 +415,16 @@ def train_loop(run: Run) -> None:
         run.ddp_model.train()
         for micro_batches in run.epoch_steps(epoch):
             # zero_grad → forward → backward → step, for each micro-batch of the step.
-            loss = train_step(run.ddp_model, micro_batches, run.optimizer, run.scheduler, run.autocast, run.scaler,
-                              cfg.max_grad_norm, run.dropout)
+            loss = train_step(
+                run.ddp_model,
+                micro_batches,
+                run.optimizer,
+                run.scheduler,
+                run.autocast,
+                run.scaler,
+                cfg.max_grad_norm,
+                run.dropout,
+            )
             state.count_step(loss)
             end_of_epoch = state.steps_in_epoch == run.steps_per_epoch
             if state.step % cfg.log_every_steps == 0 or end_of_epoch:
@@ -388,11 +457,22 @@ def set_up(params: Params, group: ProcessGroup, tokenized_dir: Path, checkpoint_
         group.barrier()
         found = checkpoints.resumable()
 
-    model = load_pretrained_classifier(params.model.name, meta["label_names"], params.model.trust_remote_code,
-                                       attn_implementation=training_attention(device)).to(device)
-    batches = LengthGroupedBatches(train_split.lengths, cfg.batch_size, shuffle=True, seed=cfg.seed,
-                                   group_batches=cfg.group_by_length_batches, num_replicas=group.world_size,
-                                   rank=group.rank, micro_batches=cfg.grad_accum_steps)
+    model = load_pretrained_classifier(
+        params.model.name,
+        meta["label_names"],
+        params.model.trust_remote_code,
+        attn_implementation=training_attention(device),
+    ).to(device)
+    batches = LengthGroupedBatches(
+        train_split.lengths,
+        cfg.batch_size,
+        shuffle=True,
+        seed=cfg.seed,
+        group_batches=cfg.group_by_length_batches,
+        num_replicas=group.world_size,
+        rank=group.rank,
+        micro_batches=cfg.grad_accum_steps,
+    )
     train_loader = BatchLoader(train_split, batches, pad, cfg.pad_to_multiple_of)
     steps_per_epoch = len(train_loader) // cfg.grad_accum_steps
     optimizer = build_optimizer(model, cfg)
@@ -404,14 +484,25 @@ def set_up(params: Params, group: ProcessGroup, tokenized_dir: Path, checkpoint_
         state = LoopState.from_checkpoint(found.restore(model, optimizer, scheduler, scaler, group.rank, device))
         group.print(f"resuming from {found.folder}: epoch {state.epoch}, step {state.step}")
     return Run(
-        cfg=cfg, group=group, model=model,
+        cfg=cfg,
+        group=group,
+        model=model,
         # Gradients are averaged across processes during backward; the model each process holds stays identical.
         ddp_model=DistributedDataParallel(model) if group.distributed else model,
-        tokenizer=tokenizer, label_names=meta["label_names"], optimizer=optimizer, scheduler=scheduler, scaler=scaler,
-        autocast=autocast_for(cfg.precision, device), dropout=dropout_masks(cfg, device),
-        batches=batches, train_loader=train_loader,
+        tokenizer=tokenizer,
+        label_names=meta["label_names"],
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scaler=scaler,
+        autocast=autocast_for(cfg.precision, device),
+        dropout=dropout_masks(cfg, device),
+        batches=batches,
+        train_loader=train_loader,
         val_loader=eval_loader(val_split, cfg.batch_size, pad, num_replicas=group.world_size, rank=group.rank),
-        steps_per_epoch=steps_per_epoch, checkpoints=checkpoints, state=state, resumed_from_step=state.step,
+        steps_per_epoch=steps_per_epoch,
+        checkpoints=checkpoints,
+        state=state,
+        resumed_from_step=state.step,
     )
 
 
