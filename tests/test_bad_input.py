@@ -1,7 +1,7 @@
-"""The README's "Bad input" table, row by row.
+"""The "Bad input" table of docs/reliability.md, row by row.
 
 Each row names a bad input, the stage that meets it, the start of the one-line error and the exit
-status. The rows are read from README.md itself, so the table and these cases cannot drift apart:
+status. The rows are read from docs/reliability.md itself, so the table and these cases cannot drift apart:
 a row without a case, or a case without a row, fails :func:`test_every_readme_row_has_a_case`.
 
 Every case builds its bad input in a fresh project folder that already holds earlier outputs of
@@ -27,7 +27,7 @@ import pytest
 import yaml
 from conftest import PROJECT_ROOT, write_glue_like
 
-README = PROJECT_ROOT / "README.md"
+README = PROJECT_ROOT / "docs" / "reliability.md"  # the bad-input table
 START, END = "<!-- bad-input:start -->", "<!-- bad-input:end -->"
 COLUMNS = ["Case", "Bad input", "Stage", "What you get", "Exit"]
 
@@ -77,7 +77,7 @@ class Row:
 
 def readme_rows() -> list[Row]:
     text = README.read_text(encoding="utf-8")
-    assert START in text and END in text, f"README.md lacks the {START} … {END} table"
+    assert START in text and END in text, f"docs/reliability.md lacks the {START} … {END} table"
     lines = [line.strip() for line in text[text.index(START) + len(START) : text.index(END)].splitlines()]
     header, rule, *body = [line for line in lines if line.startswith("|")]
     assert _cells(header) == COLUMNS
