@@ -1,18 +1,23 @@
 """DVC stage 4: score the fine-tuned model on the validation split."""
 
 import argparse
+from pathlib import Path
 
 from pipeline.cli import run_stage
-from pipeline.evaluation import evaluate_model
+from pipeline.evaluation import EvaluationOutputs, evaluate_model
 
 parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--params", default="params.yaml")
 parser.add_argument("--model", default="models/classifier", help="output of the train stage")
 parser.add_argument("--tokenized", default="data/tokenized", help="output of the tokenize stage")
+parser.add_argument("--raw", default="data/raw", help="output of the download stage (the validation texts)")
 parser.add_argument("--metrics", default="metrics/eval.json")
 parser.add_argument("--confusion", default="metrics/confusion.csv", help="actual,predicted rows for the confusion plot")
+parser.add_argument("--predictions", default="metrics/predictions.csv", help="id,label,predicted,probability rows")
+parser.add_argument("--calibration", default="metrics/calibration.csv", help="the reliability diagram's bins")
+parser.add_argument("--misclassified", default="metrics/misclassified.csv", help="wrong predictions with their text")
 args = parser.parse_args()
-run_stage(
-    args.params,
-    lambda params: evaluate_model(params.evaluate, args.model, args.tokenized, args.metrics, args.confusion),
+out = EvaluationOutputs(
+    *(Path(p) for p in (args.metrics, args.confusion, args.predictions, args.calibration, args.misclassified))
 )
+run_stage(args.params, lambda params: evaluate_model(params.evaluate, args.model, args.tokenized, args.raw, out))

@@ -57,7 +57,13 @@ OUTPUTS = {
         "metrics/train_steps.csv",
         "metrics/train_epochs.csv",
     ],
-    "evaluate": ["metrics/eval.json", "metrics/confusion.csv"],
+    "evaluate": [
+        "metrics/eval.json",
+        "metrics/confusion.csv",
+        "metrics/predictions.csv",
+        "metrics/calibration.csv",
+        "metrics/misclassified.csv",
+    ],
 }
 # Most rows run in-process (a new interpreter costs seconds of imports); these few run the stage
 # script in a real process, to show that the entry points behave the same.

@@ -94,14 +94,21 @@ def project(tmp_path_factory, glue_dir, tiny_bert) -> Path:
 
 def test_repro_produces_model_metrics_and_plots(project):
     metrics = json.loads((project / "metrics" / "eval.json").read_text())
-    assert {"accuracy", "f1", "precision", "recall", "loss", "n_examples"} <= set(metrics)
+    assert {"accuracy", "f1", "precision", "recall", "loss", "n_examples", "accuracy_ci95_low", "ece"} <= set(metrics)
     assert metrics["n_examples"] == 24
     assert json.loads((project / "metrics" / "train.json").read_text())["steps"] == 6  # 48 / 8
     assert (project / "models" / "classifier" / "model.safetensors").is_file()
     shown = json.loads(run(project, "dvc", "metrics", "show", "--json").stdout)
     assert "accuracy" in json.dumps(shown)
     plots = run(project, "dvc", "plots", "show", "--json").stdout
-    for title in ("Training loss", "Validation accuracy", "Confusion matrix", "Learning rate"):
+    for title in (
+        "Training loss",
+        "Validation accuracy",
+        "Confusion matrix",
+        "Learning rate",
+        "Reliability diagram",
+        "Misclassified validation examples",
+    ):
         assert title in plots
 
 
@@ -137,8 +144,8 @@ def gate(project, *args):
 
 
 def test_gate_on_real_dvc_metrics_diff(project):
-    eval_json = project / "metrics" / "eval.json"
-    committed = eval_json.read_text()
+    eval_json, predictions_csv = project / "metrics" / "eval.json", project / "metrics" / "predictions.csv"
+    committed, committed_predictions = eval_json.read_text(), predictions_csv.read_text()
     metrics = json.loads(committed)
     try:
         equal = gate(project, "--baseline", "HEAD", "--max-drop", "0.01")
@@ -163,10 +170,28 @@ def test_gate_on_real_dvc_metrics_diff(project):
             and "missing in workspace" in default.stdout
         )
 
+        # The paired test reads the baseline's per-example predictions from git: six examples made wrong.
+        eval_json.write_text(committed)
+        rows = predictions_csv.read_text().splitlines()
+        names = sorted({row.split(",")[1] for row in rows[1:]})
+        flipped = 0
+        for k, row in enumerate(rows[1:], start=1):
+            example, label, predicted, probability = row.split(",")
+            if label == predicted and flipped < 6:
+                other = next(name for name in names if name != label)
+                rows[k], flipped = ",".join([example, label, other, probability]), flipped + 1
+        predictions_csv.write_text("\n".join(rows) + "\n")
+        paired = gate(project, "--baseline", "HEAD")
+        assert (
+            "paired test (exact McNemar, metrics/predictions.csv): 6 examples changed, 6 now wrong, 0 now right; "
+            "p = 0.0312" in paired.stdout
+        ), paired.stdout
+
         no_baseline = gate(project, "--baseline", "no-such-branch")
         assert no_baseline.returncode == 4 and "no baseline" in no_baseline.stderr
     finally:
         eval_json.write_text(committed)
+        predictions_csv.write_text(committed_predictions)
 
 
 def test_two_experiments_compare_and_one_is_promoted(project):
@@ -280,7 +305,15 @@ def test_two_clean_runs_give_identical_bytes(project):
             for p in sorted((project / folder).rglob("*"))
         ]
         found = {str(p.relative_to(project)): p.read_bytes() for p in files if p.is_file()}
-        for name in ("eval.json", "confusion.csv", "train_steps.csv", "train_epochs.csv"):
+        for name in (
+            "eval.json",
+            "confusion.csv",
+            "predictions.csv",
+            "calibration.csv",
+            "misclassified.csv",
+            "train_steps.csv",
+            "train_epochs.csv",
+        ):
             found[name] = (project / "metrics" / name).read_bytes()
         train = json.loads((project / "metrics" / "train.json").read_text())
         found["train.json"] = {k: v for k, v in train.items() if k not in ("train_runtime_s", "train_samples_per_s")}

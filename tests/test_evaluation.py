@@ -8,7 +8,7 @@ import torch
 from pipeline.config import DataConfig, EvaluateConfig, ModelConfig, Params, TokenizeConfig, TrainConfig
 from pipeline.data import download
 from pipeline.errors import PipelineError
-from pipeline.evaluation import Predictions, evaluate_model, score
+from pipeline.evaluation import EvaluationOutputs, Predictions, evaluate_model, score
 from pipeline.tokenization import tokenize
 from pipeline.training import train
 
@@ -38,6 +38,11 @@ def test_a_model_that_never_predicts_positive_has_zero_f1():
     assert result["accuracy"] == 0.5 and result["precision"] == 0.0 and result["recall"] == 0.0 and result["f1"] == 0.0
 
 
+def outputs(folder, suffix=""):
+    names = ("eval.json", "confusion.csv", "predictions.csv", "calibration.csv", "misclassified.csv")
+    return EvaluationOutputs(*(folder / name.replace(".", f"{suffix}.") for name in names))
+
+
 def test_evaluate_stage_writes_metrics_and_confusion_rows(glue_dir, tiny_bert, tmp_path):
     download(DataConfig(path=str(glue_dir), config=None), tmp_path / "raw")
     tokenize(ModelConfig(name=str(tiny_bert)), TokenizeConfig(max_length=32), tmp_path / "raw", tmp_path / "tok")
@@ -47,10 +52,13 @@ def test_evaluate_stage_writes_metrics_and_confusion_rows(glue_dir, tiny_bert, t
         EvaluateConfig(batch_size=5, precision="fp32"),
         tmp_path / "model",
         tmp_path / "tok",
-        tmp_path / "eval.json",
-        tmp_path / "confusion.csv",
+        tmp_path / "raw",
+        outputs(tmp_path, ""),
     )
-    assert set(metrics) == {"accuracy", "f1", "precision", "recall", "loss", "n_examples"}
+    intervals = {f"{m}_ci95_{end}" for m in ("accuracy", "f1") for end in ("low", "high")}
+    assert set(metrics) == {"accuracy", "f1", "precision", "recall", "loss", "n_examples", "ece"} | intervals
+    assert metrics["accuracy_ci95_low"] <= metrics["accuracy"] <= metrics["accuracy_ci95_high"]
+    assert metrics["f1_ci95_low"] <= metrics["f1"] <= metrics["f1_ci95_high"]
     assert metrics["n_examples"] == 24
     assert json.loads((tmp_path / "eval.json").read_text()) == metrics
     # The stage and the end-of-epoch validation in the training loop agree.
@@ -62,13 +70,25 @@ def test_evaluate_stage_writes_metrics_and_confusion_rows(glue_dir, tiny_bert, t
     assert {value for row in rows[1:] for value in row.split(",")} <= {"negative", "positive"}
     correct = sum(a == p for a, p in (row.split(",") for row in rows[1:]))
     assert correct / 24 == pytest.approx(metrics["accuracy"], abs=1e-6)
+    # Per example: id, true and predicted label, the predicted label's probability; the same labels as above.
+    predicted = [row.split(",") for row in (tmp_path / "predictions.csv").read_text().splitlines()]
+    assert predicted[0] == ["id", "label", "predicted", "probability"] and len(predicted) == 25
+    assert [(a, p) for _, a, p, _ in predicted[1:]] == [tuple(row.split(",")) for row in rows[1:]]
+    assert [int(r[0]) for r in predicted[1:]] == list(range(24)) and all(0.5 <= float(r[3]) <= 1 for r in predicted[1:])
+    # The mistakes with their text, most confident first; the calibration bins count every example once.
+    wrong = (tmp_path / "misclassified.csv").read_text().splitlines()
+    assert wrong[0] == "rank,id,text,label,predicted,probability" and len(wrong) == 1 + 24 - correct
+    confidences = [float(line.rsplit(",", 1)[1]) for line in wrong[1:]]
+    assert confidences == sorted(confidences, reverse=True)
+    bins = [row.split(",") for row in (tmp_path / "calibration.csv").read_text().splitlines()[1:]]
+    assert sum(int(b[4]) for b in bins) == 24
     # Batch size changes nothing but speed.
     again = evaluate_model(
         EvaluateConfig(batch_size=24, precision="fp32"),
         tmp_path / "model",
         tmp_path / "tok",
-        tmp_path / "eval2.json",
-        tmp_path / "confusion2.csv",
+        tmp_path / "raw",
+        outputs(tmp_path, "2"),
     )
     assert again["accuracy"] == metrics["accuracy"] and again["loss"] == pytest.approx(metrics["loss"], abs=1e-5)
     # bf16 autocast (the default) rounds the matrix products and nothing else.
@@ -76,8 +96,8 @@ def test_evaluate_stage_writes_metrics_and_confusion_rows(glue_dir, tiny_bert, t
         EvaluateConfig(batch_size=5, precision="bf16"),
         tmp_path / "model",
         tmp_path / "tok",
-        tmp_path / "eval3.json",
-        tmp_path / "confusion3.csv",
+        tmp_path / "raw",
+        outputs(tmp_path, "3"),
     )
     assert rounded["n_examples"] == 24 and rounded["loss"] == pytest.approx(metrics["loss"], abs=0.02)
 
@@ -95,4 +115,4 @@ def test_scoring_skips_the_transformers_pipelines_import_and_leaves_it_importabl
 
 def test_missing_model_folder(tmp_path):
     with pytest.raises(PipelineError, match="no fine-tuned model here"):
-        evaluate_model(EvaluateConfig(), tmp_path / "model", tmp_path, tmp_path / "eval.json", tmp_path / "c.csv")
+        evaluate_model(EvaluateConfig(), tmp_path / "model", tmp_path, tmp_path, outputs(tmp_path))

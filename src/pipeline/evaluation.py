@@ -17,12 +17,14 @@ import torch
 
 from pipeline.batching import BatchLoader, LengthGroupedBatches
 from pipeline.config import EvaluateConfig
-from pipeline.data import EVAL_SPLIT
+from pipeline.data import EVAL_SPLIT, read_split
+from pipeline.errors import PipelineError
 from pipeline.modeling import load_finetuned
 from pipeline.outputs import write_csv_atomic, write_json_atomic
 from pipeline.parallel import pick_device
 from pipeline.precision import autocast_for
 from pipeline.tokenization import TokenizedSplit, load_split, read_meta
+from pipeline.uncertainty import bootstrap_interval, calibration
 
 METRIC_MODULE = Path(__file__).parent / "sst2_metrics"  # a local evaluate module: no Hub needed
 
@@ -119,25 +121,60 @@ def score(predictions: Predictions, n_classes: int) -> dict:
     }
 
 
+@dataclass(frozen=True)
+class EvaluationOutputs:
+    """Where the evaluate stage writes; all but ``metrics`` are CSV files that ``dvc plots`` draws."""
+
+    metrics: Path  # JSON: accuracy, f1, ..., their 95% intervals, the calibration error
+    confusion: Path  # actual,predicted per example, for the confusion matrix
+    predictions: Path  # id,label,predicted,probability per example, for comparing revisions
+    calibration: Path  # the reliability diagram's bins
+    misclassified: Path  # the wrong predictions with their text, most confident first
+
+
 def evaluate_model(
-    cfg: EvaluateConfig,
-    model_dir: str | Path,
-    tokenized_dir: str | Path,
-    metrics_path: str | Path,
-    confusion_path: str | Path,
+    cfg: EvaluateConfig, model_dir: str | Path, tokenized_dir: str | Path, raw_dir: str | Path, out: EvaluationOutputs
 ) -> dict:
-    """Write ``metrics_path`` (JSON) and per-example ``actual,predicted`` rows for the confusion plot."""
+    """Score the validation split; write the metrics and the per-example files."""
     torch.manual_seed(0)
     model = load_finetuned(model_dir)
     meta = read_meta(tokenized_dir)
     split = load_split(tokenized_dir, EVAL_SPLIT)
+    texts = read_split(raw_dir, EVAL_SPLIT).sentences
+    if len(texts) != len(split):
+        raise PipelineError(
+            f"{raw_dir} and {tokenized_dir} hold different validation splits "
+            f"({len(texts)} and {len(split)} examples); rerun: dvc repro"
+        )
     device = pick_device()
     model.to(device)
     autocast = autocast_for(cfg.precision, device, key="evaluate.precision")
     predictions = predict(model, eval_loader(split, cfg.batch_size, meta["pad_token_id"]), device, autocast=autocast)
     names = [model.config.id2label[i] for i in range(model.config.num_labels)]
     metrics = score(predictions, n_classes=len(names))
-    rows = [(names[a], names[p]) for a, p in zip(predictions.labels.tolist(), predictions.predicted.tolist())]
-    write_csv_atomic(confusion_path, ["actual", "predicted"], rows)
-    write_json_atomic(metrics_path, metrics)
+
+    labels, predicted = predictions.labels.numpy(), predictions.predicted.numpy()
+    probabilities = torch.softmax(predictions.logits, dim=-1).numpy()
+    for metric in ("accuracy", "f1"):
+        low, high = bootstrap_interval(labels, predicted, metric, n_classes=len(names))
+        metrics[f"{metric}_ci95_low"], metrics[f"{metric}_ci95_high"] = round(low, 6), round(high, 6)
+    bins, ece = calibration(probabilities, labels)
+    metrics["ece"] = round(ece, 6)
+
+    confidence = probabilities[np.arange(len(labels)), predicted]
+    rows = [(i, names[a], names[p], f"{c:.6f}") for i, (a, p, c) in enumerate(zip(labels, predicted, confidence))]
+    wrong = sorted((row for row in rows if row[1] != row[2]), key=lambda row: (-float(row[3]), row[0]))
+    write_csv_atomic(out.confusion, ["actual", "predicted"], [(a, p) for _, a, p, _ in rows])
+    write_csv_atomic(out.predictions, ["id", "label", "predicted", "probability"], rows)
+    write_csv_atomic(
+        out.calibration,
+        ["bin_low", "bin_high", "confidence", "accuracy", "count"],
+        [(f"{b.low:.1f}", f"{b.high:.1f}", f"{b.confidence:.6f}", f"{b.accuracy:.6f}", b.count) for b in bins],
+    )
+    write_csv_atomic(
+        out.misclassified,
+        ["rank", "id", "text", "label", "predicted", "probability"],
+        [(rank, i, texts[i], a, p, c) for rank, (i, a, p, c) in enumerate(wrong, start=1)],
+    )
+    write_json_atomic(out.metrics, metrics)
     return metrics

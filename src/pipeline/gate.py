@@ -8,7 +8,9 @@ there is no baseline to compare with at all (4). Zero means every watched metric
 
 from __future__ import annotations
 
+import csv
 import difflib
+import io
 import json
 import subprocess
 import sys
@@ -17,11 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.errors import PipelineError
+from pipeline.uncertainty import PairedTest, mcnemar
 
 EXIT_OK, EXIT_WORSE, EXIT_MISSING, EXIT_NO_BASELINE = 0, 1, 3, 4
 DEFAULT_WATCHED = ("metrics/eval.json:accuracy",)
 DEFAULT_MAX_DROP = 0.01
 LOWER_IS_BETTER = {"loss"}
+PREDICTIONS = "metrics/predictions.csv"  # per-example predictions, for the paired test
 TOOL = "sst2-pipeline"  # pyproject.toml's [tool.sst2-pipeline.gate] holds the settings
 
 
@@ -125,15 +129,45 @@ def judge(diff: dict, settings: GateSettings) -> list[Row]:
     return rows
 
 
-def table(rows: list[Row], baseline: str, max_drop: float) -> str:
+def table(rows: list[Row], baseline: str, max_drop: float, paired: PairedTest | None = None) -> str:
+    """The comparison, a row per watched metric; a drop shows the paired test's p-value beside it."""
+
     def fmt(value):
         return "—" if value is None else f"{value:.4f}"
 
     lines = [f"{'metric':<32} {baseline[:12]:>12} {'workspace':>12} {'change':>9}  status (max drop {max_drop:g})"]
     for row in rows:
         change = "—" if row.change is None else f"{row.change:+.4f}"
-        lines.append(f"{row.metric:<32} {fmt(row.baseline):>12} {fmt(row.current):>12} {change:>9}  {row.status}")
+        dropped = row.change is not None and row.change != 0 and row.status in ("ok", "worse")
+        beside = f"  (paired test p = {paired.p_value:.3g})" if paired and dropped else ""
+        lines.append(
+            f"{row.metric:<32} {fmt(row.baseline):>12} {fmt(row.current):>12} {change:>9}  {row.status}{beside}"
+        )
     return "\n".join(lines)
+
+
+def read_predictions(text: str) -> dict[str, tuple[str, str]]:
+    """``id -> (label, predicted)`` from a per-example predictions CSV (the evaluate stage's)."""
+    rows = list(csv.DictReader(io.StringIO(text)))
+    return {row["id"]: (row["label"], row["predicted"]) for row in rows}
+
+
+def paired_test(baseline: str, cwd: str | Path = ".") -> PairedTest | str:
+    """McNemar's exact test between the baseline's and the workspace's per-example predictions.
+
+    Returns why not, as text, when either side has no predictions or they are of other examples.
+    """
+    shown = subprocess.run(["git", "show", f"{baseline}:{PREDICTIONS}"], cwd=cwd, capture_output=True, text=True)
+    if shown.returncode != 0:
+        return f"no {PREDICTIONS} at {baseline}"
+    current_file = Path(cwd) / PREDICTIONS
+    if not current_file.is_file():
+        return f"no {PREDICTIONS} in the workspace"
+    before, now = read_predictions(shown.stdout), read_predictions(current_file.read_text(encoding="utf-8"))
+    if before.keys() != now.keys() or any(before[i][0] != now[i][0] for i in before):
+        return "the two revisions' predictions are of different examples or labels"
+    ids = sorted(before)
+    return mcnemar([before[i][0] == before[i][1] for i in ids], [now[i][0] == now[i][1] for i in ids])
 
 
 def exit_status(rows: list[Row]) -> int:
@@ -162,7 +196,16 @@ def run_gate(baseline: str, settings: GateSettings, cwd: str | Path = ".") -> in
     except NoBaseline as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_NO_BASELINE
-    print(table(rows, baseline, settings.max_drop))
+    paired = paired_test(baseline, cwd)
+    print(table(rows, baseline, settings.max_drop, paired if isinstance(paired, PairedTest) else None))
+    if isinstance(paired, PairedTest):
+        print(
+            f"paired test (exact McNemar, {PREDICTIONS}): {paired.worse + paired.better} examples changed, "
+            f"{paired.worse} now wrong, {paired.better} now right; p = {paired.p_value:.3g} "
+            f"(under 0.05: unlikely to be noise)"
+        )
+    else:
+        print(f"paired test: skipped ({paired})")
     status = exit_status(rows)
     print(VERDICTS[status], file=sys.stderr if status else sys.stdout)
     return status
