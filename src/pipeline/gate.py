@@ -26,6 +26,7 @@ DEFAULT_WATCHED = ("metrics/eval.json:accuracy",)
 DEFAULT_MAX_DROP = 0.01
 LOWER_IS_BETTER = {"loss"}
 PREDICTIONS = "metrics/predictions.csv"  # per-example predictions, for the paired test
+SIGNIFICANT = 0.05  # below this p-value, the paired test calls a change unlikely to be noise
 TOOL = "sst2-pipeline"  # pyproject.toml's [tool.sst2-pipeline.gate] holds the settings
 
 
@@ -199,10 +200,11 @@ def run_gate(baseline: str, settings: GateSettings, cwd: str | Path = ".") -> in
     paired = paired_test(baseline, cwd)
     print(table(rows, baseline, settings.max_drop, paired if isinstance(paired, PairedTest) else None))
     if isinstance(paired, PairedTest):
+        reading = "unlikely to be noise" if paired.p_value < SIGNIFICANT else "consistent with noise"
         print(
             f"paired test (exact McNemar, {PREDICTIONS}): {paired.worse + paired.better} examples changed, "
             f"{paired.worse} now wrong, {paired.better} now right; p = {paired.p_value:.3g} "
-            f"(under 0.05: unlikely to be noise)"
+            f"({reading} at the {SIGNIFICANT} level)"
         )
     else:
         print(f"paired test: skipped ({paired})")
