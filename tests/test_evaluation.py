@@ -48,13 +48,12 @@ def test_evaluate_stage_writes_metrics_and_confusion_rows(glue_dir, tiny_bert, t
     tokenize(ModelConfig(name=str(tiny_bert)), TokenizeConfig(max_length=32), tmp_path / "raw", tmp_path / "tok")
     params = Params(model=ModelConfig(name=str(tiny_bert)), train=TrainConfig(epochs=1, batch_size=8, precision="fp32"))
     trained = train(params, tmp_path / "tok", tmp_path / "model", tmp_path / "train.json", tmp_path)
-    metrics = evaluate_model(
-        EvaluateConfig(batch_size=5, precision="fp32"),
-        tmp_path / "model",
-        tmp_path / "tok",
-        tmp_path / "raw",
-        outputs(tmp_path, ""),
-    )
+
+    def evaluate(batch_size, precision, suffix=""):
+        config = EvaluateConfig(batch_size=batch_size, precision=precision)
+        return evaluate_model(config, tmp_path / "model", tmp_path / "tok", tmp_path / "raw", outputs(tmp_path, suffix))
+
+    metrics = evaluate(5, "fp32")
     intervals = {f"{m}_ci95_{end}" for m in ("accuracy", "f1") for end in ("low", "high")}
     assert set(metrics) == {"accuracy", "f1", "precision", "recall", "loss", "n_examples", "ece"} | intervals
     assert metrics["accuracy_ci95_low"] <= metrics["accuracy"] <= metrics["accuracy_ci95_high"]
@@ -83,22 +82,10 @@ def test_evaluate_stage_writes_metrics_and_confusion_rows(glue_dir, tiny_bert, t
     bins = [row.split(",") for row in (tmp_path / "calibration.csv").read_text().splitlines()[1:]]
     assert sum(int(b[4]) for b in bins) == 24
     # Batch size changes nothing but speed.
-    again = evaluate_model(
-        EvaluateConfig(batch_size=24, precision="fp32"),
-        tmp_path / "model",
-        tmp_path / "tok",
-        tmp_path / "raw",
-        outputs(tmp_path, "2"),
-    )
+    again = evaluate(24, "fp32", "2")
     assert again["accuracy"] == metrics["accuracy"] and again["loss"] == pytest.approx(metrics["loss"], abs=1e-5)
     # bf16 autocast (the default) rounds the matrix products and nothing else.
-    rounded = evaluate_model(
-        EvaluateConfig(batch_size=5, precision="bf16"),
-        tmp_path / "model",
-        tmp_path / "tok",
-        tmp_path / "raw",
-        outputs(tmp_path, "3"),
-    )
+    rounded = evaluate(5, "bf16", "3")
     assert rounded["n_examples"] == 24 and rounded["loss"] == pytest.approx(metrics["loss"], abs=0.02)
 
 

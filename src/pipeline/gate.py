@@ -70,14 +70,18 @@ def _gate_table(tools: dict, path: Path) -> dict:
                 f"{path}: [tool.{close[0]}] is not read; the gate's table is [tool.{TOOL}.gate] (rename it)"
             )
         return {}
-    for name, known in ((f"tool.{TOOL}", ["gate"]), (f"tool.{TOOL}.gate", ["metrics", "max_drop"])):
-        table = tools[TOOL] if name == f"tool.{TOOL}" else tools[TOOL].get("gate", {})
-        for key in table:
-            if key not in known:
-                close = difflib.get_close_matches(str(key), known, n=1)
-                hint = f"did you mean {name}.{close[0]}?" if close else f"known: {', '.join(known)}"
-                raise PipelineError(f"{path}: unknown key {name}.{key} ({hint})")
-    return tools[TOOL].get("gate", {})
+    _reject_unknown_keys(tools[TOOL], ["gate"], f"tool.{TOOL}", path)
+    gate = tools[TOOL].get("gate", {})
+    _reject_unknown_keys(gate, ["metrics", "max_drop"], f"tool.{TOOL}.gate", path)
+    return gate
+
+
+def _reject_unknown_keys(table: dict, known: list[str], name: str, path: Path) -> None:
+    for key in table:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), known, n=1)
+            hint = f"did you mean {name}.{close[0]}?" if close else f"known: {', '.join(known)}"
+            raise PipelineError(f"{path}: unknown key {name}.{key} ({hint})")
 
 
 @dataclass(frozen=True)
