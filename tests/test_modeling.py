@@ -1,6 +1,9 @@
-"""Every way the pipeline loads a model passes model.trust_remote_code on, and off by default."""
+"""Every way the pipeline loads a model passes model.trust_remote_code on, and off by default; every
+model trains with fp32 master weights, whatever dtype it was published in."""
 
+import numpy as np
 import pytest
+import torch
 
 from pipeline import modeling
 from pipeline.config import ModelConfig, Params, TrainConfig
@@ -80,3 +83,45 @@ def test_the_train_stage_passes_model_trust_remote_code_on(trusted, tiny_bert, t
 
 def test_the_default_params_do_not_trust_remote_code():
     assert Params().model.trust_remote_code is False
+
+
+@pytest.fixture(params=[torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
+def half_precision_model(request, tiny_bert, tmp_path):
+    """tiny_bert published in half precision, as many Hub models are."""
+    from transformers import AutoModel, AutoTokenizer
+
+    folder = tmp_path / "published"
+    AutoModel.from_pretrained(tiny_bert).to(request.param).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(tiny_bert).save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("precision", ["fp16-scaler", "bf16"])
+def test_a_model_published_in_half_precision_trains_with_fp32_master_weights(
+    half_precision_model, tokenized, precision
+):
+    from pipeline.batching import collate
+    from pipeline.precision import autocast_for
+    from pipeline.tokenization import load_split
+    from pipeline.training import build_optimizer, train_step
+
+    cpu = torch.device("cpu")
+    model = modeling.load_pretrained_classifier(str(half_precision_model), ["negative", "positive"])
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    optimizer = build_optimizer(model, TrainConfig(lr=1e-3))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    # fp16 needs a GPU for autocast, but its loss scaler runs on a CPU too: that is where fp16 weights fail
+    # ("Attempting to unscale FP16 gradients"), and what fp32 master weights fix.
+    scaler = torch.amp.GradScaler("cpu", enabled=precision == "fp16-scaler")
+    autocast = autocast_for("bf16", cpu) if precision == "bf16" else None
+    batch = collate(load_split(tokenized, "train"), np.arange(16), pad_token_id=0)
+    before = [p.detach().clone() for p in model.parameters()]
+    loss = train_step(model, [batch], optimizer, scheduler, autocast, scaler, max_grad_norm=1.0)
+    assert torch.isfinite(loss)
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    assert {p.grad.dtype for p in model.parameters()} == {torch.float32}
+    assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters()))
+
+
+def test_a_finetuned_model_saved_in_half_precision_loads_in_fp32(half_precision_model):
+    assert {p.dtype for p in modeling.load_finetuned(half_precision_model).parameters()} == {torch.float32}

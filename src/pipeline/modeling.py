@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from pipeline.errors import PipelineError
 from pipeline.hub import looks_local, not_found
 from pipeline.outputs import atomic_directory
@@ -65,6 +67,19 @@ def max_sequence_length(config, tokenizer) -> int:
     return int(min(limits))
 
 
+def _fp32() -> dict[str, torch.dtype]:
+    """``from_pretrained``'s argument for fp32 weights, under the name this transformers version knows.
+
+    transformers 5 loads a model in the dtype it was published in; a model published in fp16 or bf16
+    would then train without fp32 master weights (and fp16 gradients cannot be unscaled). Training and
+    autocast both need fp32 weights, whatever the file holds.
+    """
+    import transformers
+    from packaging.version import Version
+
+    return {("dtype" if Version(transformers.__version__) >= Version("4.56") else "torch_dtype"): torch.float32}
+
+
 def load_pretrained_classifier(
     name: str, label_names: list[str], trust_remote_code: bool = False, attn_implementation: str | None = None
 ):
@@ -90,6 +105,7 @@ def load_pretrained_classifier(
             num_labels=len(label_names),
             id2label=dict(enumerate(label_names)),
             label2id={label: i for i, label in enumerate(label_names)},
+            **_fp32(),
         )
     except (OSError, ValueError) as exc:
         raise not_found("model", name, "model.name", exc) from None
@@ -98,7 +114,7 @@ def load_pretrained_classifier(
 
 
 def load_finetuned(folder: str | Path):
-    """A classifier saved by :func:`save_finetuned` (or any ``save_pretrained`` folder)."""
+    """A classifier saved by :func:`save_finetuned` (or any ``save_pretrained`` folder), in fp32."""
     from transformers import AutoModelForSequenceClassification
 
     folder = Path(folder)
@@ -107,7 +123,7 @@ def load_finetuned(folder: str | Path):
     if not (folder / "config.json").is_file():
         raise PipelineError(f"{folder}: no fine-tuned model here (run the train stage first: dvc repro train)")
     try:
-        return AutoModelForSequenceClassification.from_pretrained(folder)
+        return AutoModelForSequenceClassification.from_pretrained(folder, **_fp32())
     except (OSError, ValueError, SafetensorError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise PipelineError(
