@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The CI steps, one function each. `.ci/run` (this project's CI) and .github/workflows/ci.yml
 # (the workflow users adopt) both call these, in the same order, so the two cannot drift apart.
-#   bash .ci/steps.sh STEP      STEP: install | lint | test | reproduce | gate | slow | summary
+#   bash .ci/steps.sh STEP      STEP: install | lint | test | lowest | reproduce | gate | slow | summary
 # Environment: GATE_BASELINE (git revision to compare metrics with, default HEAD),
 # TORCH_INDEX_URL (optional pip index for the torch wheel, e.g. the CPU-only one).
 set -euo pipefail
@@ -31,6 +31,20 @@ step_test() {
   python -m pytest   # the test command of README.md
 }
 
+step_lowest() {
+  # The lowest version of every core library that pyproject.toml declares, in a venv of its own, runs
+  # the fast tests: a declared floor is one the code is known to run on. uv resolves "lowest-direct"
+  # (each direct requirement at its floor, what they need at its newest); torch is installed first,
+  # as in step_install, and its floor is that version.
+  python3 -m venv .venv-lowest
+  # shellcheck disable=SC1091
+  . .venv-lowest/bin/activate
+  pip install --quiet torch==2.13.0 ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} uv
+  uv pip install --quiet --resolution lowest-direct -e ".[test]"
+  uv pip list 2>/dev/null | grep -E -i '^(torch|transformers|datasets|evaluate|dvc|pandas|pyarrow|numpy|safetensors) '
+  python -m pytest
+}
+
 step_reproduce() {
   activate
   dvc repro
@@ -58,6 +72,6 @@ step_summary() {
 }
 
 case "${1:-}" in
-  install | lint | test | reproduce | gate | slow | summary) "step_$1" ;;
-  *) echo "usage: bash .ci/steps.sh install|lint|test|reproduce|gate|slow|summary" >&2; exit 2 ;;
+  install | lint | test | lowest | reproduce | gate | slow | summary) "step_$1" ;;
+  *) echo "usage: bash .ci/steps.sh install|lint|test|lowest|reproduce|gate|slow|summary" >&2; exit 2 ;;
 esac

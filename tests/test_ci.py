@@ -18,7 +18,9 @@ def steps_in_ci_run():
 
 def test_workflow_and_ci_run_name_the_same_steps():
     assert (
-        steps_in_workflow() == steps_in_ci_run() == ["install", "lint", "test", "reproduce", "gate", "slow", "summary"]
+        steps_in_workflow()
+        == steps_in_ci_run()
+        == ["install", "lint", "test", "lowest", "reproduce", "gate", "slow", "summary"]
     )
 
 

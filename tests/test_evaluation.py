@@ -4,6 +4,8 @@ import sys
 
 import pytest
 import torch
+import transformers
+from packaging.version import Version
 
 from pipeline.config import DataConfig, EvaluateConfig, ModelConfig, Params, TokenizeConfig, TrainConfig
 from pipeline.data import download
@@ -89,6 +91,10 @@ def test_evaluate_stage_writes_metrics_and_confusion_rows(glue_dir, tiny_bert, t
     assert rounded["n_examples"] == 24 and rounded["loss"] == pytest.approx(metrics["loss"], abs=0.02)
 
 
+@pytest.mark.skipif(
+    Version(transformers.__version__) < Version("5"),
+    reason="transformers 4 reports the refused import as a RuntimeError: scoring then imports it (slower, same result)",
+)
 def test_scoring_skips_the_transformers_pipelines_import_and_leaves_it_importable():
     code = (
         "import sys, torch\n"

@@ -22,7 +22,7 @@ from pipeline.errors import PipelineError
 from pipeline.modeling import load_finetuned
 from pipeline.outputs import write_csv_atomic, write_json_atomic
 from pipeline.parallel import pick_device
-from pipeline.precision import autocast_for
+from pipeline.precision import autocast_for, precision_on
 from pipeline.tokenization import TokenizedSplit, load_split, read_meta
 from pipeline.uncertainty import bootstrap_interval, calibration
 
@@ -106,7 +106,12 @@ def _transformers_pipelines_hidden() -> Iterator[None]:
 
 def score(predictions: Predictions, n_classes: int) -> dict:
     """accuracy, f1, precision, recall (``evaluate`` module), loss and n_examples."""
-    with _transformers_pipelines_hidden():
+    try:
+        with _transformers_pipelines_hidden():
+            import evaluate
+    except RuntimeError:  # transformers < 5 reports the refused import as a RuntimeError, which evaluate lets through
+        for name in [name for name in sys.modules if name == "evaluate" or name.startswith("evaluate.")]:
+            del sys.modules[name]
         import evaluate
 
     metric = evaluate.load(str(METRIC_MODULE))
@@ -148,7 +153,8 @@ def evaluate_model(
         )
     device = pick_device()
     model.to(device)
-    autocast = autocast_for(cfg.precision, device, key="evaluate.precision")
+    precision = precision_on(cfg.precision, device, key="evaluate.precision")
+    autocast = autocast_for(precision, device, key="evaluate.precision")
     predictions = predict(model, eval_loader(split, cfg.batch_size, meta["pad_token_id"]), device, autocast=autocast)
     names = [model.config.id2label[i] for i in range(model.config.num_labels)]
     metrics = score(predictions, n_classes=len(names))

@@ -1,11 +1,14 @@
-"""Numeric precision: bf16/fp16 autocast where the hardware has it, and loss scaling for fp16.
+"""Numeric precision: bf16/fp16 autocast where the hardware has it, loss scaling for fp16, and the
+CUDA settings that decide how repeatable and how fast a GPU run is.
 
-Training and evaluation both run their forward passes under the context :func:`autocast_for` gives.
+Training and evaluation both run their forward passes under the context :func:`autocast_for` gives,
+for the precision :func:`precision_on` settles.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 
 import torch
@@ -14,9 +17,27 @@ from pipeline.errors import PipelineError
 
 
 def bf16_is_native(device: torch.device) -> bool:
+    """bf16 matrix units in the hardware: Ampere or later on CUDA, AVX-512 BF16 or AMX on CPUs.
+
+    ``torch.cuda.is_bf16_supported()`` alone also counts emulation (V100, T4), which runs bf16
+    slower than fp32; only native support is counted here.
+    """
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+        return torch.cuda.is_bf16_supported(including_emulation=False)
     return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+def precision_on(precision: str, device: torch.device, key: str = "train.precision") -> str:
+    """The precision a run actually uses on ``device``: bf16 becomes fp16 (with a gradient scaler) on
+    a GPU without native bf16, as docs/scaling.md promises; everything else stays as asked."""
+    if precision == "bf16" and device.type == "cuda" and not bf16_is_native(device):
+        print(
+            f"warning: {key}=bf16 but {torch.cuda.get_device_name(device)} has no native bf16; "
+            f"using fp16 with a gradient scaler instead",
+            file=sys.stderr,
+        )
+        return "fp16"
+    return precision
 
 
 def autocast_for(
@@ -46,3 +67,25 @@ def grad_scaler_for(precision: str, device: torch.device) -> torch.amp.GradScale
     A disabled scaler passes everything through unchanged, so one loop serves every precision.
     """
     return torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+
+
+def configure_cuda(device: torch.device, deterministic: bool, tf32: bool) -> None:
+    """Repeatability and TF32 on a GPU, set before the first CUDA kernel runs; nothing on CPUs.
+
+    ``deterministic``: the same seed gives the same weights, bit for bit, on the same GPU and
+    software (CPU runs always do). Kernels that add with atomics in a varying order are swapped for
+    ordered ones, and cuBLAS gets a fixed workspace; the loop also trains with the plain attention
+    (see ``training.training_attention``), since the fused SDPA backward kernels are not
+    deterministic. docs/scaling.md says what it costs.
+    ``tf32``: fp32 matrix products in TF32 (10-bit mantissa) on Ampere and later; it changes the
+    fp32 parts of a run, not bf16/fp16 autocast's matrix products.
+    """
+    if device.type != "cuda":
+        return
+    if deterministic:
+        # cuBLAS reads this when it creates its handle, at the first matrix product.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    # warn_only: an op with no ordered kernel warns (and the run says so) rather than stopping a long run.
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    torch.backends.cudnn.benchmark = not deterministic
+    torch.set_float32_matmul_precision("high" if tf32 else "highest")
