@@ -8,12 +8,17 @@ train stage does. After a few warm-up steps a fixed number of optimizer steps is
     python benchmarks/data_parallel.py                     # 1 and 2 CPU processes; JSON in benchmarks/results/
     python benchmarks/data_parallel.py --processes 1 2 4 --device cuda --model distilbert-base-uncased
 
+The data is cycled, epoch after epoch, so the warm-up and timed steps run whatever its size. Results go
+to ``benchmarks/results/data_parallel.json`` for CPUs and ``data_parallel_cuda.json`` for GPUs, or
+to ``--out``: a GPU run does not overwrite the committed CPU result.
+
 On a 2-core CPU, 2 processes have the same cores as 1; the point there is correctness, not speed.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -24,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-RESULTS = Path(__file__).parent / "results" / "data_parallel.json"
+RESULTS = Path(__file__).parent / "results"
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -60,14 +65,15 @@ def worker(args: argparse.Namespace) -> None:
         rank=group.rank,
     )
     loader = BatchLoader(split, batches, meta["pad_token_id"], cfg.pad_to_multiple_of)
+    if len(loader) == 0:
+        sys.exit(f"error: {len(split)} training examples do not fill one batch of {global_batch}; use more data")
     optimizer = build_optimizer(model, cfg)
     scheduler = get_scheduler(optimizer, cfg, args.warmup + args.steps)
     autocast, scaler = autocast_for(cfg.precision, group.device), grad_scaler_for(cfg.precision, group.device)
     ddp_model = DistributedDataParallel(model) if group.distributed else model
     ddp_model.train()
-    batches.set_epoch(1)
     samples = 0
-    for step, batch in enumerate(loader, start=1):
+    for step, batch in enumerate(endless(loader, batches), start=1):
         if step == args.warmup + 1:
             group.barrier()
             if group.device.type == "cuda":
@@ -101,6 +107,13 @@ def worker(args: argparse.Namespace) -> None:
     parallel.leave(group)
 
 
+def endless(loader, batches):
+    """Batch after batch, epoch after epoch: the timing gets the steps it asks for, whatever the data's size."""
+    for epoch in itertools.count(1):
+        batches.set_epoch(epoch)
+        yield from loader
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--processes", type=int, nargs="+", default=[1, 2])
@@ -110,6 +123,7 @@ def main() -> None:
     parser.add_argument("--model", help="model id or folder instead of model.name (e.g. distilbert-base-uncased)")
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--tokenized", default="data/tokenized")
+    parser.add_argument("--out", type=Path, help="JSON results (default: by device, in benchmarks/results/)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -166,8 +180,10 @@ def main() -> None:
     }
     if torch.cuda.is_available() and args.device != "cpu":
         machine["gpu"] = torch.cuda.get_device_name()
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"machine": machine, "rows": rows}, indent=2) + "\n")
+    out = args.out or RESULTS / ("data_parallel.json" if machine["device"] == "cpu" else "data_parallel_cuda.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"machine": machine, "rows": rows}, indent=2) + "\n")
+    print(f"results: {out}")
 
 
 if __name__ == "__main__":

@@ -355,6 +355,12 @@ def _(project):
     project.params({"tokenize": {"max_length": 512}})  # the tiny model has 64 positions
 
 
+@case("train-processes-over-cores")
+def _(project):
+    project.copy_prepared("data/tokenized")
+    project.params({"train": {"processes": 64, "device": "cpu"}})  # 64 workers of a whole model each
+
+
 @case("cache-other-tokenizer")
 def _(project):
     from transformers import AutoTokenizer

@@ -19,20 +19,20 @@ CPU = torch.device("cpu")
 PARAMS = {"model.name": "tiny", "train.lr": 0.01, "world_size": 1, "training data sha256": "aaaa"}
 
 
-class Regression(torch.nn.Module):
-    """A small model whose output has ``.loss``, as a classifier's does, so train_step can drive it."""
+class Classifier(torch.nn.Module):
+    """A small model whose output has ``.logits``, as a transformers classifier's does, so train_step can drive it."""
 
     def __init__(self):
         super().__init__()
-        self.net = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.GELU(), torch.nn.Linear(16, 1))
+        self.net = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.GELU(), torch.nn.Linear(16, 2))
 
     def forward(self, x):
-        return type("Output", (), {"loss": self.net(x).pow(2).mean()})
+        return type("Output", (), {"logits": self.net(x)})
 
 
 def training_parts(scaler_enabled: bool = False):
     torch.manual_seed(0)
-    model = Regression()
+    model = Classifier()
     optimizer = build_optimizer(model, TrainConfig(lr=1e-2))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     # growth_interval=1: the scale doubles after every step without overflow, so its state moves.
@@ -44,7 +44,8 @@ def train_steps(parts, n: int) -> None:
     model, optimizer, scheduler, scaler = parts
     generator = torch.Generator().manual_seed(1)
     for _ in range(n):
-        batch = {"x": torch.randn(4, 8, generator=generator) * 100}
+        x = torch.randn(4, 8, generator=generator) * 100
+        batch = {"x": x, "labels": (x.sum(dim=1) > 0).long()}
         train_step(model, [batch], optimizer, scheduler, None, scaler, max_grad_norm=0.5)
 
 
@@ -93,8 +94,10 @@ def test_a_checkpoint_without_state_json_is_an_error_that_says_how_to_start_over
 
 def test_what_a_checkpoint_is_matched_on_includes_the_data_and_the_number_of_processes():
     params = Params(model=ModelConfig(name="tiny"), train=TrainConfig(checkpoint_every_steps=7))
-    matched = run_params(params, ProcessGroup(world_size=2), "cafe")
+    matched = run_params(params, ProcessGroup(world_size=2), "cafe", "bf16")
     assert matched["world_size"] == 2 and matched["training data sha256"] == "cafe"
+    # The device and precision as run, not as asked: "auto" would let a CPU checkpoint resume on a GPU.
+    assert matched["device"] == "cpu" and matched["precision"] == "bf16" and "train.device" not in matched
     assert matched["train.lr"] == params.train.lr and matched["model.name"] == "tiny"
     assert "train.checkpoint_every_steps" not in matched  # how often a run is saved changes nothing it computes
 

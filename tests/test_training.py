@@ -10,7 +10,7 @@ from pipeline.data import download
 from pipeline.errors import PipelineError
 from pipeline.modeling import load_pretrained_classifier
 from pipeline.tokenization import load_split, tokenize
-from pipeline.training import build_optimizer, set_seed, train, train_step
+from pipeline.training import build_optimizer, layer_depths, set_seed, train, train_step
 
 
 def tiny_params(model_dir, **train):
@@ -46,27 +46,73 @@ def test_no_weight_decay_on_biases_and_layer_norms(tiny_bert):
     assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
 
 
-def test_train_step_clips_the_gradient_norm_before_the_step():
+class Classifier(torch.nn.Module):
+    """A model whose output has ``.logits``, as a transformers classifier's does."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return type("Output", (), {"logits": self.net(x)})
+
+
+def plain_parts(lr=1e-2):
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(20, 40), torch.nn.GELU(), torch.nn.Linear(40, 2))
-
-    class Regression(torch.nn.Module):  # a model whose output has .loss, as a classifier's does
-        def __init__(self):
-            super().__init__()
-            self.net = model
-
-        def forward(self, x):
-            return type("Output", (), {"loss": self.net(x).pow(2).mean()})
-
-    optimizer = build_optimizer(model, TrainConfig(lr=1e-2))
+    net = torch.nn.Sequential(torch.nn.Linear(20, 40), torch.nn.GELU(), torch.nn.Linear(40, 2))
+    optimizer = build_optimizer(net, TrainConfig(lr=lr))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-    scaler = torch.amp.GradScaler("cpu", enabled=False)
-    before = [p.detach().clone() for p in model.parameters()]
-    train_step(Regression(), [{"x": torch.randn(16, 20) * 1e3}], optimizer, scheduler, None, scaler, max_grad_norm=0.5)
+    return net, optimizer, scheduler, torch.amp.GradScaler("cpu", enabled=False)
+
+
+def test_train_step_clips_the_gradient_norm_before_the_step():
+    net, optimizer, scheduler, scaler = plain_parts()
+    before = [p.detach().clone() for p in net.parameters()]
+    x = torch.randn(16, 20) * 1e3
+    batch = {"x": x, "labels": (x[:, 0] > 0).long()}
+    train_step(Classifier(net), [batch], optimizer, scheduler, None, scaler, max_grad_norm=0.5)
     # The gradients the step used are left in place: clipped to the norm asked for, far under their raw norm.
-    norm = torch.nn.utils.get_total_norm([p.grad for p in model.parameters()])
+    norm = torch.nn.utils.get_total_norm([p.grad for p in net.parameters()])
     assert norm.item() == pytest.approx(0.5, rel=1e-4)
-    assert all(not torch.equal(b, p) for b, p in zip(before, model.parameters()))
+    assert all(not torch.equal(b, p) for b, p in zip(before, net.parameters()))
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+def test_train_step_loss_is_cross_entropy_with_the_label_smoothing_asked_for(smoothing):
+    net, optimizer, scheduler, scaler = plain_parts()
+    x = torch.randn(16, 20)
+    labels = (x[:, 0] > 0).long()
+    with torch.no_grad():
+        expected = torch.nn.functional.cross_entropy(net(x), labels, label_smoothing=smoothing)
+        unsmoothed = torch.nn.functional.cross_entropy(net(x), labels)
+    loss = train_step(
+        Classifier(net), [{"x": x, "labels": labels}], optimizer, scheduler, None, scaler, 1.0, None, smoothing
+    )
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert (loss.item() == pytest.approx(unsmoothed.item(), rel=1e-6)) == (smoothing == 0)
+
+
+def test_layer_depths_count_from_the_embeddings_up_to_the_head(tiny_bert, tiny_distilbert):
+    for folder in (tiny_bert, tiny_distilbert):  # encoder.layer.N (BERT), transformer.layer.N (DistilBERT)
+        model = load_pretrained_classifier(str(folder), ["negative", "positive"])
+        depths = layer_depths(model)
+        assert {depth for name, depth in depths.items() if "embeddings" in name} == {0}
+        assert {depth for name, depth in depths.items() if ".layer.0." in name} == {1}
+        assert {depth for name, depth in depths.items() if ".layer.1." in name} == {2}
+        assert {depth for name, depth in depths.items() if "classifier" in name} == {3}
+
+
+def test_layer_lr_decay_gives_each_layer_a_smaller_rate_than_the_one_above(tiny_bert):
+    model = load_pretrained_classifier(str(tiny_bert), ["negative", "positive"])
+    depths = layer_depths(model)
+    optimizer = build_optimizer(model, TrainConfig(lr=1e-3, layer_lr_decay=0.5))
+    names = {id(p): n for n, p in model.named_parameters()}
+    for group in optimizer.param_groups:
+        for parameter in group["params"]:
+            assert group["lr"] == pytest.approx(1e-3 * 0.5 ** (3 - depths[names[id(parameter)]]))
+    assert sum(len(group["params"]) for group in optimizer.param_groups) == len(list(model.parameters()))
+    # 1.0 (the default) keeps the two groups of a plain AdamW: with and without weight decay.
+    assert len(build_optimizer(model, TrainConfig(lr=1e-3)).param_groups) == 2
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])

@@ -75,6 +75,9 @@ class TrainConfig:
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
     max_grad_norm: float = 1.0
+    # Each layer below the top learns at this fraction of the one above it (1.0: one learning rate for all).
+    layer_lr_decay: float = 1.0
+    label_smoothing: float = 0.0  # the training loss's target: 1 - x on the label, x spread over all classes
     precision: str = "bf16"
     # Sentences are shuffled, then sorted by length inside windows of this many batches, so a batch
     # holds sentences of similar length and carries little padding. 1 turns grouping off.
@@ -89,6 +92,9 @@ class TrainConfig:
     processes: int = 1  # data-parallel worker processes on this machine (torchrun)
     device: str = "auto"
     checkpoint_every_steps: int = 200  # 0: only at the end of each epoch
+    # CUDA only (CPU runs are always repeatable): the same weights from the same seed, at some speed.
+    deterministic: bool = True
+    tf32: bool = False  # CUDA only: fp32 matrix products in TF32 on Ampere and later
 
     def check(self) -> None:
         if not 0 <= self.seed < 2**32:  # what NumPy's seeding accepts
@@ -105,6 +111,10 @@ class TrainConfig:
             raise _invalid("train.warmup_ratio", self.warmup_ratio, "a number in [0, 1)")
         if not (self.max_grad_norm > 0 and math.isfinite(self.max_grad_norm)):
             raise _invalid("train.max_grad_norm", self.max_grad_norm, "a number > 0")
+        if not 0 < self.layer_lr_decay <= 1:
+            raise _invalid("train.layer_lr_decay", self.layer_lr_decay, "a number in (0, 1] (1: no decay)")
+        if not 0 <= self.label_smoothing < 1:
+            raise _invalid("train.label_smoothing", self.label_smoothing, "a number in [0, 1) (0: none)")
         if self.precision not in PRECISIONS:
             raise _invalid("train.precision", self.precision, f"one of {', '.join(PRECISIONS)}")
         if self.group_by_length_batches < 1:

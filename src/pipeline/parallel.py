@@ -29,6 +29,35 @@ def pick_device(preference: str = "auto", local_rank: int = 0) -> torch.device:
     return torch.device("cuda", local_rank % torch.cuda.device_count())
 
 
+def usable_cpu_cores() -> int:
+    """The cores this process may run on (a container or ``taskset`` can allow fewer than the machine has)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def check_processes(processes: int, device_preference: str) -> None:
+    """Refuse more data-parallel processes than there are GPUs (on CUDA) or CPU cores, before any starts.
+
+    Each process holds a whole copy of the model and of AdamW's state, so processes beyond the cores
+    only share the same cores and multiply the memory.
+    """
+    if processes == 1:
+        return
+    if device_preference != "cpu" and torch.cuda.is_available():
+        gpus = torch.cuda.device_count()
+        if processes > gpus:
+            raise PipelineError(
+                f"train.processes={processes} but {gpus} CUDA GPU(s) are visible: one process per GPU "
+                f"(set train.processes to at most {gpus})"
+            )
+        return
+    cores = usable_cpu_cores()
+    if processes > cores:
+        raise PipelineError(
+            f"train.processes={processes} but this machine has {cores} CPU cores for them: each process needs "
+            f"at least one, and each holds its own copy of the model (set train.processes to at most {cores})"
+        )
+
+
 def launched_by_torchrun() -> bool:
     return "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ
 

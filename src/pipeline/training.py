@@ -18,6 +18,7 @@ import hashlib
 import itertools
 import math
 import random
+import re
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -39,7 +40,7 @@ from pipeline.evaluation import eval_loader, predict, score
 from pipeline.modeling import load_pretrained_classifier, load_tokenizer, save_finetuned
 from pipeline.outputs import write_csv_atomic, write_json_atomic
 from pipeline.parallel import ProcessGroup
-from pipeline.precision import autocast_for, grad_scaler_for
+from pipeline.precision import autocast_for, configure_cuda, grad_scaler_for, precision_on
 from pipeline.tokenization import load_split, read_meta, tokenizer_fingerprint
 
 # Changing these does not change what training computes, so a checkpoint made under other values resumes.
@@ -52,14 +53,15 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)  # also seeds every CUDA device
 
 
-def training_attention(device: torch.device) -> str | None:
-    """The attention code to train with: "eager" on CPUs, the library's default (SDPA) elsewhere.
+def training_attention(device: torch.device, deterministic: bool = False) -> str | None:
+    """The attention code to train with: "eager" on CPUs, the library's default (SDPA) on GPUs.
 
     With dropout, SDPA has no fused CPU kernel and its generic path copies and rescales more than the
     plain attention does, so on CPUs the plain one is faster (docs/speed.md); on GPUs SDPA's fused
-    kernels win.
+    kernels win, but their backward passes add in a varying order, so a ``deterministic`` GPU run
+    trains with the plain attention too.
     """
-    return "eager" if device.type == "cpu" else None
+    return "eager" if device.type == "cpu" or deterministic else None
 
 
 def dropout_masks(cfg: TrainConfig, device: torch.device) -> contextlib.AbstractContextManager:
@@ -68,19 +70,44 @@ def dropout_masks(cfg: TrainConfig, device: torch.device) -> contextlib.Abstract
     return FastCpuDropout() if cfg.fast_dropout and device.type == "cpu" else contextlib.nullcontext()
 
 
+# ``encoder.layer.3.``, ``transformer.layer.3.`` (DistilBERT), ``layers.3.``, ``h.3.`` (GPT-style), ...
+_LAYER_INDEX = re.compile(r"(?:^|\.)(?:layer|layers|h|block|blocks)\.(\d+)\.")
+
+
+def layer_depths(model: torch.nn.Module) -> dict[str, int]:
+    """Each parameter's depth in the network: 0 for the embeddings, i + 1 for the transformer layer i,
+    and one above the last layer for everything on top of them (pooler, classification head)."""
+    names = [name for name, _ in model.named_parameters()]
+    layers = {name: int(found.group(1)) for name in names if (found := _LAYER_INDEX.search(name))}
+    top = max(layers.values(), default=-1) + 2
+    return {name: layers[name] + 1 if name in layers else 0 if "embed" in name else top for name in names}
+
+
 def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
-    """AdamW with weight decay on weight matrices only: not on biases, LayerNorm or other norms."""
+    """AdamW with weight decay on weight matrices only (not on biases, LayerNorm or other norms), and
+    with ``layer_lr_decay`` < 1 a learning rate that shrinks layer by layer from the head down: the
+    pretrained lower layers change least."""
     no_decay = set()
     for module in model.modules():
         for name, parameter in module.named_parameters(recurse=False):
             if name == "bias" or "norm" in type(module).__name__.lower():
                 no_decay.add(parameter)
-    groups = [
-        {"params": [p for p in model.parameters() if p not in no_decay], "weight_decay": cfg.weight_decay},
-        {"params": [p for p in model.parameters() if p in no_decay], "weight_decay": 0.0},
-    ]
+    depths = layer_depths(model)
+    top = max(depths.values())
+    groups: dict[tuple[int, bool], dict[str, Any]] = {}
+    for name, parameter in model.named_parameters():
+        steps_down = top - depths[name] if cfg.layer_lr_decay < 1 else 0
+        group = groups.setdefault(
+            (steps_down, parameter in no_decay),
+            {
+                "params": [],
+                "weight_decay": 0.0 if parameter in no_decay else cfg.weight_decay,
+                "lr": cfg.lr * cfg.layer_lr_decay**steps_down,
+            },
+        )
+        group["params"].append(parameter)
     # The fused kernel does the whole update in one pass over the parameters, not one per operation.
-    return torch.optim.AdamW(groups, lr=cfg.lr, fused=True)
+    return torch.optim.AdamW([groups[key] for key in sorted(groups)], lr=cfg.lr, fused=True)
 
 
 def get_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int):
@@ -99,12 +126,14 @@ def train_step(
     scaler: torch.amp.GradScaler,
     max_grad_norm: float,
     dropout: contextlib.AbstractContextManager | None = None,
+    label_smoothing: float = 0.0,
 ) -> torch.Tensor:
     """One optimizer step, as in the reference tutorial, over ``grad_accum_steps`` micro-batches.
 
     Plus gradient clipping, the learning-rate schedule and, in fp16 only, loss scaling (a disabled
     scaler passes everything through). Forward passes run under ``autocast`` and ``dropout`` (see
-    :func:`dropout_masks`). Returns the step's loss: the mean of its micro-batches' mean losses.
+    :func:`dropout_masks`). The loss is the model's own (cross-entropy), with ``label_smoothing``.
+    Returns the step's loss: the mean of its micro-batches' mean losses.
     """
     optimizer.zero_grad(set_to_none=True)
     step_loss = 0.0
@@ -113,7 +142,11 @@ def train_step(
         last = i == len(micro_batches) - 1
         with contextlib.nullcontext() if last or not isinstance(model, DistributedDataParallel) else model.no_sync():
             with autocast or contextlib.nullcontext(), dropout or contextlib.nullcontext():
-                loss = model(**batch).loss / len(micro_batches)
+                inputs = {name: tensor for name, tensor in batch.items() if name != "labels"}
+                logits = model(**inputs).logits
+                loss = torch.nn.functional.cross_entropy(
+                    logits, batch["labels"], label_smoothing=label_smoothing
+                ) / len(micro_batches)
             scaler.scale(loss).backward()
         step_loss += loss.detach().float()
     scaler.unscale_(optimizer)  # fp16: clip the true gradients, not the scaled ones
@@ -237,14 +270,22 @@ def check_cache_matches_model(meta: dict, tokenizer, model_name: str) -> None:
         )
 
 
-def run_params(params: Params, group: ProcessGroup, train_data_sha256: str) -> dict[str, Any]:
-    """What a run's results depend on; a checkpoint made with anything else is not resumed from."""
+def run_params(params: Params, group: ProcessGroup, train_data_sha256: str, precision: str) -> dict[str, Any]:
+    """What a run's results depend on; a checkpoint made with anything else is not resumed from.
+
+    The device is recorded as the run used it (``cpu``, ``cuda``), not as asked (``auto``), and so is
+    the precision, so that a checkpoint made on a CPU is not resumed on a GPU, where the kernels differ.
+    """
     relevant = {
-        f"train.{key}": value for key, value in params.to_dict()["train"].items() if key not in NOT_AFFECTING_RESULTS
+        f"train.{key}": value
+        for key, value in params.to_dict()["train"].items()
+        if key not in NOT_AFFECTING_RESULTS and key != "device"
     }
     return {
         "model.name": params.model.name,
         **relevant,
+        "device": group.device.type,
+        "precision": precision,
         "world_size": group.world_size,
         "training data sha256": train_data_sha256,
     }
@@ -269,6 +310,7 @@ class Run:
     optimizer: torch.optim.Optimizer
     scheduler: Any
     scaler: torch.amp.GradScaler
+    precision: str  # train.precision as this device runs it (precision.precision_on)
     autocast: contextlib.AbstractContextManager
     dropout: contextlib.AbstractContextManager
     batches: LengthGroupedBatches
@@ -303,11 +345,14 @@ class Run:
         for step in self.progress:
             micro_batches = [batch for _, batch in step]
             self.state.count_examples(micro_batches)
-            yield [
-                {name: tensor.to(self.device, non_blocking=True) for name, tensor in batch.items()}
-                for batch in micro_batches
-            ]
+            yield [self.to_device(batch) for batch in micro_batches]
         self.progress.close()
+
+    def to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The batch on the training device; to a GPU from pinned memory, so the copy does not block."""
+        if self.device.type == "cpu":
+            return batch
+        return {name: tensor.pin_memory().to(self.device, non_blocking=True) for name, tensor in batch.items()}
 
     def log_step(self, epoch: int) -> None:
         """A row with the mean loss since the last one, shown on the progress bar."""
@@ -363,7 +408,7 @@ class Run:
             f"{cfg.epochs * self.steps_per_epoch:,} optimizer steps "
             f"of {per_step} examples ({cfg.batch_size} per process × {group.world_size} processes × "
             f"{cfg.grad_accum_steps} accumulated)",
-            f"device {self.device}, precision {cfg.precision}, lr {cfg.lr:g}, seed {cfg.seed}",
+            f"device {self.device}, precision {self.precision}, lr {cfg.lr:g}, seed {cfg.seed}",
         ]
         rates = sorted(
             {module.p for module in self.model.modules() if isinstance(module, torch.nn.Dropout) and module.p > 0}
@@ -380,6 +425,8 @@ def run_train_stage(
     params: Params, tokenized_dir, model_dir, metrics_path, plots_dir, checkpoint_dir=None
 ) -> dict | None:
     """The train stage's entry point: under torchrun when ``train.processes > 1``, else right here."""
+    if not parallel.launched_by_torchrun():
+        parallel.check_processes(params.train.processes, params.train.device)
     if params.train.processes > 1 and not parallel.launched_by_torchrun():
         parallel.relaunch_with_torchrun(params.train.processes)  # the workers write every output
         return None
@@ -424,6 +471,7 @@ def train_loop(run: Run) -> None:
                 run.scaler,
                 cfg.max_grad_norm,
                 run.dropout,
+                cfg.label_smoothing,
             )
             state.count_step(loss)
             end_of_epoch = state.steps_in_epoch == run.steps_per_epoch
@@ -440,6 +488,8 @@ def train_loop(run: Run) -> None:
 def set_up(params: Params, group: ProcessGroup, tokenized_dir: Path, checkpoint_dir: Path | None) -> Run:
     """Seeds, data, model, optimizer, schedule, the checkpoint to resume from, and data-parallel wrapping."""
     cfg, device = params.train, group.device
+    configure_cuda(device, cfg.deterministic, cfg.tf32)
+    precision = precision_on(cfg.precision, device)
     set_seed(cfg.seed + group.rank)  # each process its own dropout masks; rank 0's are a lone process's
     meta = read_meta(tokenized_dir)
     tokenizer = load_tokenizer(params.model.name, trust_remote_code=params.model.trust_remote_code)
@@ -451,7 +501,7 @@ def set_up(params: Params, group: ProcessGroup, tokenized_dir: Path, checkpoint_
     checkpoints, found = None, None
     if checkpoint_dir is not None:
         train_sha256 = hashlib.sha256((tokenized_dir / f"{TRAIN_SPLIT}.safetensors").read_bytes()).hexdigest()
-        checkpoints = CheckpointFolder(checkpoint_dir, run_params(params, group, train_sha256))
+        checkpoints = CheckpointFolder(checkpoint_dir, run_params(params, group, train_sha256, precision))
         if group.is_main:
             checkpoints.remove_partial()
         group.barrier()
@@ -461,7 +511,7 @@ def set_up(params: Params, group: ProcessGroup, tokenized_dir: Path, checkpoint_
         params.model.name,
         meta["label_names"],
         params.model.trust_remote_code,
-        attn_implementation=training_attention(device),
+        attn_implementation=training_attention(device, cfg.deterministic),
     ).to(device)
     batches = LengthGroupedBatches(
         train_split.lengths,
@@ -477,7 +527,7 @@ def set_up(params: Params, group: ProcessGroup, tokenized_dir: Path, checkpoint_
     steps_per_epoch = len(train_loader) // cfg.grad_accum_steps
     optimizer = build_optimizer(model, cfg)
     scheduler = get_scheduler(optimizer, cfg, cfg.epochs * steps_per_epoch)
-    scaler = grad_scaler_for(cfg.precision, device)
+    scaler = grad_scaler_for(precision, device)
 
     state = LoopState(epoch_loss=torch.zeros((), device=device), interval_loss=torch.zeros((), device=device))
     if found is not None:
@@ -494,7 +544,8 @@ def set_up(params: Params, group: ProcessGroup, tokenized_dir: Path, checkpoint_
         optimizer=optimizer,
         scheduler=scheduler,
         scaler=scaler,
-        autocast=autocast_for(cfg.precision, device),
+        precision=precision,
+        autocast=autocast_for(precision, device),
         dropout=dropout_masks(cfg, device),
         batches=batches,
         train_loader=train_loader,

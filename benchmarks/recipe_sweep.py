@@ -1,0 +1,127 @@
+"""Compare training recipes over several seeds: mean ± std of the validation accuracy per recipe.
+
+Each recipe is a set of params overrides (``benchmarks/recipes.yaml``); each (recipe, seed) pair is
+one run of the train stage on the tokenized cache, with ``params.yaml`` plus the overrides. Runs go
+seed by seed (every recipe at the first seed, then at the second, ...), so a sweep stopped early by
+``--budget-s`` still compares every recipe on the same seeds. ``--jobs`` runs that many at once
+(useful on a GPU, which one small model leaves mostly idle).
+
+    python benchmarks/recipe_sweep.py --seeds 42 43 44 --jobs 4 --out sweep/
+    python benchmarks/recipe_sweep.py --table sweep/runs.jsonl   # the table of finished runs
+
+Inside the DVC project, the same sweep is ``dvc exp run --queue -S train.seed=43 -S train.epochs=3 ...``
+per run, then ``dvc queue start`` and ``dvc exp show`` (docs/experiments.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def merged(base: dict, overrides: dict) -> dict:
+    """``base`` with ``overrides`` (dotted keys, as ``dvc exp run -S`` takes them) applied."""
+    params = json.loads(json.dumps(base))
+    for dotted, value in overrides.items():
+        section, key = dotted.split(".")
+        params.setdefault(section, {})[key] = value
+    return params
+
+
+def start(run_dir: Path, params: dict, tokenized: Path, threads: int) -> subprocess.Popen:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    command = [sys.executable, str(ROOT / "stages" / "train_model.py"), "--params", str(run_dir / "params.yaml")]
+    command += ["--tokenized", str(tokenized), "--model-out", str(run_dir / "model")]
+    command += ["--metrics", str(run_dir / "train.json"), "--plots", str(run_dir)]
+    command += ["--checkpoints", str(run_dir / "checkpoints")]
+    log = (run_dir / "log.txt").open("w")
+    return subprocess.Popen(command, stdout=log, stderr=log, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+
+
+def table(rows: list[dict]) -> str:
+    """One line per recipe: runs, mean ± std of the final validation accuracy, and each run's."""
+    by_recipe: dict[str, list[dict]] = {}
+    for row in rows:
+        by_recipe.setdefault(row["recipe"], []).append(row)
+    lines = [f"{'recipe':<28} {'runs':>4} {'mean':>7} {'std':>6}  per seed"]
+    for recipe, runs in by_recipe.items():
+        accuracies = [run["val_accuracy"] for run in sorted(runs, key=lambda run: run["seed"])]
+        std = statistics.stdev(accuracies) if len(accuracies) > 1 else float("nan")
+        seeds = ", ".join(f"{run['seed']}: {run['val_accuracy']:.4f}" for run in sorted(runs, key=lambda r: r["seed"]))
+        lines.append(f"{recipe:<28} {len(runs):>4} {statistics.mean(accuracies):>7.4f} {std:>6.4f}  {seeds}")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recipes", type=Path, default=ROOT / "benchmarks" / "recipes.yaml")
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="the base params")
+    parser.add_argument("--tokenized", type=Path, default=Path("data/tokenized"))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="overrides for every run")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at once")
+    parser.add_argument("--budget-s", type=float, default=None, help="start no run after this many seconds")
+    parser.add_argument("--out", type=Path, default=Path("sweep"))
+    parser.add_argument("--table", type=Path, help="print the table of a runs.jsonl and stop")
+    args = parser.parse_args()
+    if args.table:
+        print(table([json.loads(line) for line in args.table.read_text().splitlines()]))
+        return 0
+
+    base = yaml.safe_load(args.params.read_text())
+    common = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in args.set)}
+    recipes = yaml.safe_load(args.recipes.read_text())
+    queue = [(name, seed) for seed in args.seeds for name in recipes]
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = args.out / "runs.jsonl"
+    threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    started, running, rows, failed = time.perf_counter(), {}, [], 0
+    while queue or running:
+        budget_left = args.budget_s is None or time.perf_counter() - started < args.budget_s
+        while queue and budget_left and len(running) < args.jobs:
+            name, seed = queue.pop(0)
+            params = merged(base, {**common, **(recipes[name] or {}), "train.seed": seed})
+            run_dir = args.out / f"{name}-seed{seed}"
+            running[(name, seed)] = (start(run_dir, params, args.tokenized, threads), run_dir, time.perf_counter())
+        if not budget_left:
+            queue.clear()
+        time.sleep(0.5)
+        for key, (process, run_dir, run_started) in list(running.items()):
+            if process.poll() is None:
+                continue
+            del running[key]
+            if process.returncode != 0:
+                failed += 1
+                print(f"{key[0]} seed {key[1]} failed: see {run_dir / 'log.txt'}", file=sys.stderr, flush=True)
+                continue
+            metrics = json.loads((run_dir / "train.json").read_text())
+            epochs = (run_dir / "train_epochs.csv").read_text().splitlines()[1:]
+            row = {
+                "recipe": key[0],
+                "seed": key[1],
+                "val_accuracy": metrics["val_accuracy"],
+                "val_accuracy_per_epoch": [float(line.split(",")[4]) for line in epochs],
+                "train_runtime_s": metrics["train_runtime_s"],
+                "wall_s": round(time.perf_counter() - run_started, 1),
+            }
+            rows.append(row)
+            with results.open("a") as handle:
+                handle.write(json.dumps(row) + "\n")
+            print(json.dumps(row), flush=True)
+    print(table(rows))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
