@@ -16,8 +16,8 @@ parser.add_argument("--confusion", default="metrics/confusion.csv", help="actual
 parser.add_argument("--predictions", default="metrics/predictions.csv", help="id,label,predicted,probability rows")
 parser.add_argument("--calibration", default="metrics/calibration.csv", help="the reliability diagram's bins")
 parser.add_argument("--misclassified", default="metrics/misclassified.csv", help="wrong predictions with their text")
+parser.add_argument("--per-class", default="metrics/per_class.csv", help="precision, recall, F1, support per class")
 args = parser.parse_args()
-out = EvaluationOutputs(
-    *(Path(p) for p in (args.metrics, args.confusion, args.predictions, args.calibration, args.misclassified))
-)
+paths = (args.metrics, args.confusion, args.predictions, args.calibration, args.misclassified, args.per_class)
+out = EvaluationOutputs(*(Path(p) for p in paths))
 run_stage(args.params, lambda params: evaluate_model(params.evaluate, args.model, args.tokenized, args.raw, out))

@@ -63,6 +63,7 @@ OUTPUTS = {
         "metrics/predictions.csv",
         "metrics/calibration.csv",
         "metrics/misclassified.csv",
+        "metrics/per_class.csv",
     ],
 }
 # Most rows run in-process (a new interpreter costs seconds of imports); these few run the stage
@@ -274,6 +275,76 @@ def _(project):
     project.dataset(features=features, rows=rows)
 
 
+@case("data-label-column-missing")
+def _(project):
+    project.dataset()
+    project.params({"data": {"label_column": "stars"}})
+
+
+@case("params-three-text-columns")
+def _(project):
+    project.params({"data": {"text_columns": ["a", "b", "c"]}})
+
+
+@case("data-pair-text-empty")
+def _(project):
+    folder = project.root / "pairs"
+    folder.mkdir()
+    rows = "premise,hypothesis,label\na cat sits,an animal sits,1\nit rained,,0\n"
+    (folder / "train.csv").write_text(rows)
+    (folder / "validation.csv").write_text(rows)
+    project.params({"data": {"path": "./pairs", "text_columns": ["premise", "hypothesis"]}})
+
+
+@case("params-eval-fraction-out-of-range")
+def _(project):
+    project.params({"data": {"eval_fraction": 0.7}})
+
+
+@case("data-no-training-file")
+def _(project):
+    folder = project.root / "mine"
+    folder.mkdir()
+    (folder / "reviews.csv").write_text("sentence,label\ngood,1\nbad,0\n")
+    (folder / "notes.txt").write_text("the labelled reviews are in reviews.csv\n")
+    project.params({"data": {"path": "./mine"}})
+
+
+@case("data-txt-without-delimiter")
+def _(project):
+    folder = project.root / "emotion"
+    folder.mkdir()
+    for name in ("train.txt", "val.txt"):
+        (folder / name).write_text("text;label_name\ni feel great;joy\ni am so angry;anger\n")
+    project.params({"data": {"path": "./emotion", "text_columns": ["text"], "label_column": "label_name"}})
+
+
+@case("data-rows-lost")
+def _(project):
+    folder = project.root / "sst2"
+    folder.mkdir()
+    # The quote opened on line 2 closes on line 4: a reader that honours quotes makes one row of three lines.
+    rows = 'sentence\tlabel\n"a good\t1\nwarm film\t1\nodd" one\t0\na dull mess\t0\n'
+    (folder / "train.tsv").write_text(rows)
+    (folder / "validation.tsv").write_text("sentence\tlabel\ngood\t1\nbad\t0\n")
+
+
+@case("data-single-class")
+def _(project):
+    n = 8
+    sentences = [f"a fine film {i}" for i in range(n)]
+    project.dataset(rows={"train": {"sentence": sentences, "label": [1] * n, "idx": list(range(n))}})
+
+
+@case("data-labels-mixed")
+def _(project):
+    folder = project.root / "sst2"
+    folder.mkdir()
+    rows = "sentence,label\na good film,1\na dull mess,0\nso happy,joy\n"
+    (folder / "train.csv").write_text(rows)
+    (folder / "validation.csv").write_text(rows)
+
+
 @case("data-no-validation-split")
 def _(project):
     folder = project.dataset()
@@ -348,6 +419,13 @@ def _(project):
     project.params({"model": {"name": "./my-model"}})
 
 
+@case("max-length-no-room")
+def _(project):
+    project.copy_prepared("data/raw")
+    project.model()
+    project.params({"tokenize": {"max_length": 2}})  # [CLS] and [SEP] fill it
+
+
 @case("max-length-over-model-limit")
 def _(project):
     project.copy_prepared("data/raw")
@@ -417,16 +495,16 @@ def _(project):
 
 @case("disk-full-download")
 def _(project):
-    import datasets
+    import pipeline.data
 
     project.dataset()
 
-    def to_parquet(self, path, *args, **kwargs):
-        Path(path).write_bytes(b"PAR1" + b"\0" * 4096)
+    def write_table(table, where, *args, **kwargs):
+        Path(where).write_bytes(b"PAR1" + b"\0" * 4096)
         # pyarrow's own wording, with the errno but no file name
         raise OSError(errno.ENOSPC, "Error writing bytes to file. Detail: [errno 28] No space left on device")
 
-    project.monkeypatch.setattr(datasets.Dataset, "to_parquet", to_parquet)
+    project.monkeypatch.setattr(pipeline.data.pq, "write_table", write_table)
 
 
 @case("interrupted")

@@ -125,6 +125,8 @@ def test_nothing_changed_is_a_no_op(project):
         ({"evaluate__batch_size": 4}, ["evaluate"]),
         ({"train__checkpoint_every_steps": 5}, []),  # how often a run is saved changes nothing it computes
         ({"data__max_train_samples": 40}, ALL_STAGES),
+        # How files are read is the download stage's; Parquet has no quotes, so its output and all after it stand.
+        ({"data__quoting": False}, ["download"]),
     ],
 )
 def test_a_param_change_reruns_only_the_stages_that_read_it(project, change, expected):
@@ -136,6 +138,35 @@ def test_a_param_change_reruns_only_the_stages_that_read_it(project, change, exp
         # Back to the committed state: params and dvc.lock from git, outputs from the DVC cache.
         run(project, "git", "checkout", "--", ".")
         run(project, "dvc", "checkout", "--quiet")
+    assert stages_that_would_run(project) == []
+
+
+def test_a_sentence_pair_csv_with_string_labels_runs_end_to_end(project):
+    rows = [("a cat sits", "an animal sits", "same"), ("it rained", "the day was dry", "different")] * 16
+    folder = project / "pairs"
+    folder.mkdir()
+    for name, part in (("train.csv", rows), ("dev.csv", rows[:8])):
+        (folder / name).write_text("premise,hypothesis,verdict\n" + "".join(",".join(row) + "\n" for row in part))
+    try:
+        set_params(
+            project,
+            data__path="pairs",
+            data__max_train_samples=None,
+            data__text_columns=["premise", "hypothesis"],
+            data__label_column="verdict",
+        )
+        assert stages_that_ran(project) == ALL_STAGES
+        info = json.loads((project / "data" / "raw" / "info.json").read_text())
+        assert info["label_names"] == ["different", "same"] and info["splits"] == {"train": 32, "validation": 8}
+        metrics = json.loads((project / "metrics" / "eval.json").read_text())
+        assert metrics["n_examples"] == 8 and {"accuracy", "macro_f1", "mcc", "f1"} <= set(metrics)
+        per_class = (project / "metrics" / "per_class.csv").read_text().splitlines()
+        assert [row.split(",")[0] for row in per_class[1:]] == ["different", "same"]
+        assert "Scores per class" in run(project, "dvc", "plots", "show", "--json").stdout
+    finally:
+        run(project, "git", "checkout", "--", ".")
+        run(project, "dvc", "checkout", "--quiet")
+        shutil.rmtree(folder)
     assert stages_that_would_run(project) == []
 
 

@@ -25,14 +25,32 @@ def test_metrics_match_hand_computed_values():
     # predicted: 1 1 1 0 1 1 0 0 0 0   -> TP=3, FN=1, FP=2, TN=4
     result = score(predictions_from([1, 1, 1, 0, 1, 1, 0, 0, 0, 0], [1, 1, 1, 1, 0, 0, 0, 0, 0, 0]), n_classes=2)
     precision, recall = 3 / 5, 3 / 4
+    f1_positive, f1_negative = 2 * precision * recall / (precision + recall), 2 * (4 / 5) * (4 / 6) / (4 / 5 + 4 / 6)
+    mcc = (3 * 4 - 2 * 1) / ((3 + 2) * (3 + 1) * (4 + 2) * (4 + 1)) ** 0.5
     assert result == {
         "accuracy": 0.7,
+        "macro_f1": round((f1_positive + f1_negative) / 2, 6),
+        "mcc": round(mcc, 6),
         "precision": round(precision, 6),
         "recall": round(recall, 6),
-        "f1": round(2 * precision * recall / (precision + recall), 6),
+        "f1": round(f1_positive, 6),
         "loss": 0.5,
         "n_examples": 10,
     }
+
+
+def test_three_class_metrics_match_hand_computed_values():
+    # labels:    0 0 1 1 2 2
+    # predicted: 0 1 1 1 2 0
+    logits = torch.nn.functional.one_hot(torch.tensor([0, 1, 1, 1, 2, 0]), 3).float()
+    result = score(Predictions(logits, torch.tensor([0, 0, 1, 1, 2, 2]), 0.5), n_classes=3, per_class=True)
+    f1 = [0.5, 0.8, 2 / 3]  # class 0: P 1/2 R 1/2; class 1: P 2/3 R 1; class 2: P 1 R 1/2
+    # Gorodkin's multi-class MCC: (correct × n − Σ predicted·actual) / √((n² − Σ predicted²)(n² − Σ actual²))
+    mcc = (4 * 6 - (2 * 2 + 3 * 2 + 1 * 2)) / ((36 - (4 + 9 + 1)) * (36 - 12)) ** 0.5
+    assert result["accuracy"] == round(4 / 6, 6) and result["macro_f1"] == round(sum(f1) / 3, 6)
+    assert result["mcc"] == round(mcc, 6)
+    assert "f1" not in result and "precision" not in result  # positive-class scores exist for two classes only
+    assert result["per_class"]["f1"] == pytest.approx(f1) and result["per_class"]["support"] == [2, 2, 2]
 
 
 def test_a_model_that_never_predicts_positive_has_zero_f1():
@@ -41,7 +59,7 @@ def test_a_model_that_never_predicts_positive_has_zero_f1():
 
 
 def outputs(folder, suffix=""):
-    names = ("eval.json", "confusion.csv", "predictions.csv", "calibration.csv", "misclassified.csv")
+    names = ("eval.json", "confusion.csv", "predictions.csv", "calibration.csv", "misclassified.csv", "per_class.csv")
     return EvaluationOutputs(*(folder / name.replace(".", f"{suffix}.") for name in names))
 
 
@@ -56,10 +74,15 @@ def test_evaluate_stage_writes_metrics_and_confusion_rows(glue_dir, tiny_bert, t
         return evaluate_model(config, tmp_path / "model", tmp_path / "tok", tmp_path / "raw", outputs(tmp_path, suffix))
 
     metrics = evaluate(5, "fp32")
-    intervals = {f"{m}_ci95_{end}" for m in ("accuracy", "f1") for end in ("low", "high")}
-    assert set(metrics) == {"accuracy", "f1", "precision", "recall", "loss", "n_examples", "ece"} | intervals
-    assert metrics["accuracy_ci95_low"] <= metrics["accuracy"] <= metrics["accuracy_ci95_high"]
-    assert metrics["f1_ci95_low"] <= metrics["f1"] <= metrics["f1_ci95_high"]
+    scores = ("accuracy", "f1", "macro_f1", "mcc")
+    intervals = {f"{m}_ci95_{end}" for m in scores for end in ("low", "high")}
+    assert set(metrics) == {*scores, "precision", "recall", "loss", "n_examples", "ece"} | intervals
+    for m in scores:
+        assert metrics[f"{m}_ci95_low"] <= metrics[m] <= metrics[f"{m}_ci95_high"]
+    per_class = (tmp_path / "per_class.csv").read_text().splitlines()
+    assert per_class[0] == "class,precision,recall,f1,support"
+    assert [row.split(",")[0] for row in per_class[1:]] == ["negative", "positive"]
+    assert sum(int(row.split(",")[4]) for row in per_class[1:]) == 24
     assert metrics["n_examples"] == 24
     assert json.loads((tmp_path / "eval.json").read_text()) == metrics
     # The stage and the end-of-epoch validation in the training loop agree.

@@ -108,8 +108,14 @@ def collate(
     positions = torch.arange(width)
     attention_mask = positions < lengths[:, None]
     input_ids = torch.full((len(index), width), pad_token_id, dtype=torch.long)
-    input_ids[attention_mask] = split.input_ids[(starts[:, None] + positions)[attention_mask]].long()
-    return {"input_ids": input_ids, "attention_mask": attention_mask.long(), "labels": split.labels[index]}
+    tokens = (starts[:, None] + positions)[attention_mask]
+    input_ids[attention_mask] = split.input_ids[tokens].long()
+    batch = {"input_ids": input_ids, "attention_mask": attention_mask.long(), "labels": split.labels[index]}
+    if split.token_type_ids is not None:
+        token_type_ids = torch.zeros((len(index), width), dtype=torch.long)
+        token_type_ids[attention_mask] = split.token_type_ids[tokens].long()
+        batch["token_type_ids"] = token_type_ids
+    return batch
 
 
 class BatchLoader:

@@ -30,16 +30,51 @@ def _invalid(key: str, value: Any, expected: str) -> PipelineError:
     )
 
 
+DATA_FORMATS = ("csv", "json", "parquet")
+
+
 @dataclass(frozen=True)
 class DataConfig:
     path: str = "nyu-mll/glue"  # a Hub dataset id or a local directory
-    config: str | None = "sst2"
+    config: str | None = "sst2"  # the Hub configuration; null for a folder of plain split files
+    files: dict[str, str] | None = None  # split name -> file, instead of a folder
+    text_columns: tuple[str, ...] = ("sentence",)  # one column, or two for sentence pairs
+    label_column: str = "label"
+    train_split: str = "train"
+    eval_split: str = "validation"
+    eval_fraction: float | None = None  # no evaluation split in the data: carve this fraction of training
+    test_split: str | None = "test"  # unlabelled (or labelled) examples to predict; null: none
+    # How delimited text is read; datasets hands these to pandas.read_csv.
+    format: str | None = None  # csv (any delimiter), json (JSON or JSON Lines), parquet; null: from the suffix
+    delimiter: str | None = None  # null: "," for .csv, a tab for .tsv
+    column_names: tuple[str, ...] | None = None  # a file without a header row: its columns' names
+    quoting: bool = True  # false: quote characters are part of the text (files with unbalanced quotes)
     max_train_samples: int | None = None  # None: the whole training split
-    subsample_seed: int = 0
+    subsample_seed: int = 0  # of the training subsample and of a carved evaluation split
 
     def check(self) -> None:
-        if not self.path.strip():
+        if not self.path.strip() and not self.files:
             raise _invalid("data.path", self.path, "a Hub dataset id or a local directory")
+        if not 1 <= len(self.text_columns) <= 2 or len(set(self.text_columns)) < len(self.text_columns):
+            raise _invalid(
+                "data.text_columns",
+                list(self.text_columns),
+                "one column (single texts) or two different ones (sentence pairs)",
+            )
+        if self.label_column in self.text_columns:
+            raise _invalid("data.label_column", self.label_column, "a column that is not one of data.text_columns")
+        if self.train_split == self.eval_split:
+            raise _invalid("data.eval_split", self.eval_split, "a split other than data.train_split")
+        if self.eval_fraction is not None and not 0 < self.eval_fraction <= 0.5:
+            raise _invalid("data.eval_fraction", self.eval_fraction, "null or a number in (0, 0.5]")
+        if self.format is not None and self.format not in DATA_FORMATS:
+            raise _invalid("data.format", self.format, f"null or one of {', '.join(DATA_FORMATS)}")
+        if self.delimiter is not None and len(self.delimiter) != 1:
+            raise _invalid("data.delimiter", self.delimiter, 'null or one character (e.g. ";" or "\\t")')
+        if self.files is not None and (not self.files or self.train_split not in self.files):
+            raise _invalid(
+                "data.files", dict(self.files), f"a mapping of split names to files, with {self.train_split!r}"
+            )
         if not 0 <= self.subsample_seed < 2**32:
             raise _invalid("data.subsample_seed", self.subsample_seed, "an integer in [0, 2**32)")
         if self.max_train_samples is not None and self.max_train_samples < 1:
@@ -160,7 +195,12 @@ class Params:
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
-        return dataclasses.asdict(self)
+        """The params as params.yaml writes them: lists, not tuples."""
+        return dataclasses.asdict(self, dict_factory=lambda items: {k: _yaml_value(v) for k, v in items})
+
+
+def _yaml_value(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
@@ -219,13 +259,20 @@ def _reject_unknown(raw: dict[str, Any], known: typing.Iterable[str], prefix: st
 
 
 def _coerce(key: str, value: Any, annotation: Any) -> Any:
-    """Check ``value`` against a field annotation (``int``, ``float``, ``str``, ``bool``, ``X | None``)."""
+    """Check ``value`` against a field annotation (``int``, ``float``, ``str``, ``bool``, ``tuple[str, ...]``,
+    ``dict[str, str]``, ``X | None``)."""
     allowed = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,)
     if value is None:
         if type(None) in allowed:
             return None
         raise _invalid(key, value, _describe(allowed))
     for kind in allowed:
+        if typing.get_origin(kind) is tuple and isinstance(value, list):
+            if value and all(isinstance(item, str) and item for item in value):
+                return tuple(value)
+        if typing.get_origin(kind) is dict and isinstance(value, dict):
+            if all(isinstance(k, str) and isinstance(v, str) and v for k, v in value.items()):
+                return dict(value)
         # bool is a subclass of int in Python; "epochs: true" is a mistake, not 1.
         if kind is int and isinstance(value, int) and not isinstance(value, bool):
             return value
@@ -244,4 +291,5 @@ def _coerce(key: str, value: Any, annotation: Any) -> Any:
 
 def _describe(allowed: tuple[Any, ...]) -> str:
     names = {int: "an integer", float: "a number", str: "a string", bool: "true or false", type(None): "null"}
+    names |= {tuple[str, ...]: "a list of column names", dict[str, str]: "a mapping of split names to files"}
     return " or ".join(names.get(kind, str(kind)) for kind in allowed)

@@ -17,7 +17,7 @@ import torch
 
 from pipeline.batching import BatchLoader, LengthGroupedBatches
 from pipeline.config import EvaluateConfig
-from pipeline.data import EVAL_SPLIT, read_split
+from pipeline.data import EVAL_SPLIT, read_info, read_split
 from pipeline.errors import PipelineError
 from pipeline.modeling import load_finetuned
 from pipeline.outputs import write_csv_atomic, write_json_atomic
@@ -26,7 +26,7 @@ from pipeline.precision import autocast_for, precision_on
 from pipeline.tokenization import TokenizedSplit, load_split, read_meta
 from pipeline.uncertainty import bootstrap_interval, calibration
 
-METRIC_MODULE = Path(__file__).parent / "sst2_metrics"  # a local evaluate module: no Hub needed
+METRIC_MODULE = Path(__file__).parent / "classification_metrics"  # a local evaluate module: no Hub needed
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ def predict(
     for indices, batch in loader.with_indices():
         batch = {name: tensor.to(device) for name, tensor in batch.items()}
         with autocast or contextlib.nullcontext():
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            logits = model(**{name: tensor for name, tensor in batch.items() if name != "labels"}).logits
         outputs.append(logits.float().cpu())
         positions.append(torch.from_numpy(np.asarray(indices, dtype=np.int64)))
     shares = gather((positions, outputs)) if gather else [(positions, outputs)]
@@ -104,8 +104,9 @@ def _transformers_pipelines_hidden() -> Iterator[None]:
             del sys.modules[name]
 
 
-def score(predictions: Predictions, n_classes: int) -> dict:
-    """accuracy, f1, precision, recall (``evaluate`` module), loss and n_examples."""
+def score(predictions: Predictions, n_classes: int, per_class: bool = False) -> dict:
+    """accuracy, macro_f1, mcc, for two classes f1, precision and recall (the ``evaluate`` module in
+    ``classification_metrics/``), loss and n_examples; with ``per_class``, each class's scores too."""
     try:
         with _transformers_pipelines_hidden():
             import evaluate
@@ -119,11 +120,13 @@ def score(predictions: Predictions, n_classes: int) -> dict:
         predictions=predictions.predicted.tolist(), references=predictions.labels.tolist(), num_labels=n_classes
     )
     result.pop("confusion_matrix")
-    return {
+    classes = result.pop("per_class")
+    scores = {
         **{k: round(v, 6) for k, v in result.items()},
         "loss": round(predictions.loss, 6),
         "n_examples": len(predictions.labels),
     }
+    return scores | ({"per_class": classes} if per_class else {})
 
 
 @dataclass(frozen=True)
@@ -135,6 +138,7 @@ class EvaluationOutputs:
     predictions: Path  # id,label,predicted,probability per example, for comparing revisions
     calibration: Path  # the reliability diagram's bins
     misclassified: Path  # the wrong predictions with their text, most confident first
+    per_class: Path  # precision, recall, F1 and support of each class
 
 
 def evaluate_model(
@@ -145,7 +149,8 @@ def evaluate_model(
     model = load_finetuned(model_dir)
     meta = read_meta(tokenized_dir)
     split = load_split(tokenized_dir, EVAL_SPLIT)
-    texts = read_split(raw_dir, EVAL_SPLIT).sentences
+    raw = read_split(raw_dir, EVAL_SPLIT)
+    texts = raw.texts if raw.text_pairs is None else [f"{a} ||| {b}" for a, b in zip(raw.texts, raw.text_pairs)]
     if len(texts) != len(split):
         raise PipelineError(
             f"{raw_dir} and {tokenized_dir} hold different validation splits "
@@ -157,11 +162,15 @@ def evaluate_model(
     autocast = autocast_for(precision, device, key="evaluate.precision")
     predictions = predict(model, eval_loader(split, cfg.batch_size, meta["pad_token_id"]), device, autocast=autocast)
     names = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    metrics = score(predictions, n_classes=len(names))
+    metrics = score(predictions, n_classes=len(names), per_class=True)
+    classes = metrics.pop("per_class")
+    carved = read_info(raw_dir).get("eval_split_carved")
+    if carved:  # the evaluation split is a seeded share of the training data, not one of the source's
+        metrics["eval_split_carved_fraction"] = carved["fraction"]
 
     labels, predicted = predictions.labels.numpy(), predictions.predicted.numpy()
     probabilities = torch.softmax(predictions.logits, dim=-1).numpy()
-    for metric in ("accuracy", "f1"):
+    for metric in ("accuracy", "f1", "macro_f1", "mcc") if len(names) == 2 else ("accuracy", "macro_f1", "mcc"):
         low, high = bootstrap_interval(labels, predicted, metric, n_classes=len(names))
         metrics[f"{metric}_ci95_low"], metrics[f"{metric}_ci95_high"] = round(low, 6), round(high, 6)
     bins, ece = calibration(probabilities, labels)
@@ -181,6 +190,16 @@ def evaluate_model(
         out.misclassified,
         ["rank", "id", "text", "label", "predicted", "probability"],
         [(rank, i, texts[i], a, p, c) for rank, (i, a, p, c) in enumerate(wrong, start=1)],
+    )
+    write_csv_atomic(
+        out.per_class,
+        ["class", "precision", "recall", "f1", "support"],
+        [
+            (name, f"{p:.6f}", f"{r:.6f}", f"{f:.6f}", n)
+            for name, p, r, f, n in zip(
+                names, classes["precision"], classes["recall"], classes["f1"], classes["support"]
+            )
+        ],
     )
     write_json_atomic(out.metrics, metrics)
     return metrics

@@ -20,9 +20,8 @@ BOOTSTRAP_SEED = 0
 CALIBRATION_BINS = 10
 
 
-def _f1_per_resample(labels: np.ndarray, predicted: np.ndarray, n_classes: int) -> np.ndarray:
-    """F1 of each row of resampled labels/predictions: the positive class's for two classes, else the macro mean."""
-    classes = [1] if n_classes == 2 else range(n_classes)
+def _f1_per_resample(labels: np.ndarray, predicted: np.ndarray, classes) -> np.ndarray:
+    """F1 of each row of resampled labels/predictions, averaged over ``classes``."""
     scores = []
     for c in classes:
         is_predicted, is_actual = predicted == c, labels == c
@@ -33,6 +32,17 @@ def _f1_per_resample(labels: np.ndarray, predicted: np.ndarray, n_classes: int) 
     return np.mean(scores, axis=0)
 
 
+def _mcc_per_resample(labels: np.ndarray, predicted: np.ndarray, n_classes: int) -> np.ndarray:
+    """Matthews correlation of each row (the multi-class form; 0 where it is undefined)."""
+    total = labels.shape[1]
+    correct = (labels == predicted).sum(axis=1).astype(np.float64)
+    actual = np.stack([(labels == c).sum(axis=1) for c in range(n_classes)], axis=1).astype(np.float64)
+    guessed = np.stack([(predicted == c).sum(axis=1) for c in range(n_classes)], axis=1).astype(np.float64)
+    numerator = correct * total - (actual * guessed).sum(axis=1)
+    denominator = np.sqrt((total**2 - (guessed**2).sum(axis=1)) * (total**2 - (actual**2).sum(axis=1)))
+    return np.divide(numerator, denominator, out=np.zeros(len(numerator)), where=denominator > 0)
+
+
 def bootstrap_interval(
     labels: np.ndarray,
     predicted: np.ndarray,
@@ -41,14 +51,19 @@ def bootstrap_interval(
     samples: int = BOOTSTRAP_SAMPLES,
     seed: int = BOOTSTRAP_SEED,
 ) -> tuple[float, float]:
-    """The 95% percentile-bootstrap interval of ``accuracy`` or ``f1`` over the examples, seeded."""
+    """The 95% percentile-bootstrap interval of ``accuracy``, ``f1`` (the positive class's; two classes),
+    ``macro_f1`` or ``mcc`` over the examples, seeded."""
     labels, predicted = np.asarray(labels), np.asarray(predicted)
     rows = np.random.default_rng(seed).integers(0, len(labels), size=(samples, len(labels)))
     resampled_labels, resampled_predicted = labels[rows], predicted[rows]
     if metric == "accuracy":
         values = (resampled_labels == resampled_predicted).mean(axis=1)
-    elif metric == "f1":
-        values = _f1_per_resample(resampled_labels, resampled_predicted, n_classes)
+    elif metric == "f1" and n_classes == 2:
+        values = _f1_per_resample(resampled_labels, resampled_predicted, [1])
+    elif metric == "macro_f1":
+        values = _f1_per_resample(resampled_labels, resampled_predicted, range(n_classes))
+    elif metric == "mcc":
+        values = _mcc_per_resample(resampled_labels, resampled_predicted, n_classes)
     else:
         raise ValueError(f"no bootstrap for metric {metric!r}")
     low, high = np.percentile(values, [2.5, 97.5])
