@@ -36,6 +36,7 @@ SCRIPTS = {
     "tokenize": "tokenize_data.py",
     "train": "train_model.py",
     "evaluate": "evaluate_model.py",
+    "predict": None,  # python -m pipeline predict, with the case's arguments (Project.argv)
 }
 # What each stage writes with its default arguments (dvc.yaml's outs): a failed run must leave these alone.
 OUTPUTS = {
@@ -65,6 +66,7 @@ OUTPUTS = {
         "metrics/misclassified.csv",
         "metrics/per_class.csv",
     ],
+    "predict": [],
 }
 # Most rows run in-process (a new interpreter costs seconds of imports); these few run the stage
 # script in a real process, to show that the entry points behave the same.
@@ -141,6 +143,7 @@ class Project:
         self.root = root
         self.request = request
         self.monkeypatch = monkeypatch  # undone after the case: patches for simulated failures
+        self.argv: list[str] = []  # the arguments of python -m pipeline predict
         root.mkdir()
         self.params()
 
@@ -159,6 +162,17 @@ class Project:
 
     def model(self) -> None:
         shutil.copytree(self.request.getfixturevalue("tiny_bert"), self.root / "tiny-bert")
+
+    def classifier(self) -> None:
+        """A fine-tuned-shaped model at ./classifier: tiny_bert with a (random) classification head."""
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        tiny = self.request.getfixturevalue("tiny_bert")
+        model = AutoModelForSequenceClassification.from_pretrained(
+            tiny, num_labels=2, id2label={0: "negative", 1: "positive"}, label2id={"negative": 0, "positive": 1}
+        )
+        model.save_pretrained(self.root / "classifier")
+        AutoTokenizer.from_pretrained(tiny).save_pretrained(self.root / "classifier")
 
     def copy_prepared(self, *names: str) -> None:
         """Copy the real outputs of earlier stages (``data/raw``, ``data/tokenized``) into the project."""
@@ -580,6 +594,58 @@ def _(project):
     project.monkeypatch.setattr(pipeline.checkpoint, "save_file", full)
 
 
+@case("predict-model-missing")
+def _(project):
+    project.argv = ["--model", "./no-such-model", "a gorgeous film"]
+
+
+@case("predict-not-a-classifier")
+def _(project):
+    project.model()  # a pretrained encoder without a classification head
+    project.argv = ["--model", "./tiny-bert", "a gorgeous film"]
+
+
+@case("predict-input-missing")
+def _(project):
+    project.classifier()
+    project.argv = ["--model", "./classifier", "--input", "reviews.csv"]
+
+
+@case("predict-input-empty")
+def _(project):
+    project.classifier()
+    (project.root / "reviews.csv").write_bytes(b"")
+    project.argv = ["--model", "./classifier", "--input", "reviews.csv"]
+
+
+@case("predict-input-not-utf8")
+def _(project):
+    project.classifier()
+    (project.root / "reviews.csv").write_bytes("sentence\na caf\xe9 scene\n".encode("latin-1"))
+    project.argv = ["--model", "./classifier", "--input", "reviews.csv"]
+
+
+@case("predict-text-column-missing")
+def _(project):
+    project.classifier()
+    (project.root / "reviews.csv").write_text("review,stars\na gorgeous film,5\n")
+    project.argv = ["--model", "./classifier", "--input", "reviews.csv"]
+
+
+@case("predict-empty-text")
+def _(project):
+    project.classifier()
+    (project.root / "reviews.csv").write_text('sentence\na gorgeous film\n" "\n')
+    project.argv = ["--model", "./classifier", "--input", "reviews.csv"]
+
+
+@case("predict-output-exists")
+def _(project):
+    project.classifier()
+    (project.root / "labels.csv").write_text("text,label\nlabels a user made earlier,positive\n")
+    project.argv = ["--model", "./classifier", "--output", "labels.csv", "a gorgeous film"]
+
+
 # -- the tests ---------------------------------------------------------------------------------------
 
 
@@ -602,11 +668,14 @@ def test_bad_input(row: Row, tmp_path, request, monkeypatch, capfd):
     project.earlier_outputs(row.stage)
     before = snapshot(project.root)
 
-    script = PROJECT_ROOT / "stages" / SCRIPTS[row.stage]
-    if row.case in IN_A_REAL_PROCESS:
+    if row.stage == "predict":
+        status, stdout, stderr = _run_predict(project, monkeypatch, capfd)
+    elif row.case in IN_A_REAL_PROCESS:
+        script = PROJECT_ROOT / "stages" / SCRIPTS[row.stage]
         result = subprocess.run([sys.executable, str(script)], cwd=project.root, capture_output=True, text=True)
         status, stdout, stderr = result.returncode, result.stdout, result.stderr
     else:
+        script = PROJECT_ROOT / "stages" / SCRIPTS[row.stage]
         status, stdout, stderr = _run_in_process(script, project.root, monkeypatch, capfd)
 
     assert (status, stdout) == (row.exit, ""), f"stderr: {stderr}"
@@ -617,6 +686,20 @@ def test_bad_input(row: Row, tmp_path, request, monkeypatch, capfd):
     assert len(lines) == 1 and stderr.endswith("\n"), f"expected one line on stderr, got:\n{stderr}"
     assert lines[0].startswith("error: ") and row.message in lines[0], lines[0]
     assert snapshot(project.root) == before
+
+
+def _run_predict(project: Project, monkeypatch, capfd) -> tuple[int, str, str]:
+    """``python -m pipeline predict ARGS`` in this interpreter, in the project folder."""
+    from pipeline.cli import main
+
+    monkeypatch.chdir(project.root)
+    capfd.readouterr()
+    try:
+        status = main(["predict", *project.argv])
+    except SystemExit as exc:
+        status = exc.code
+    out, err = capfd.readouterr()
+    return status, out, err
 
 
 def _run_in_process(script: Path, cwd: Path, monkeypatch, capfd) -> tuple[int, str, str]:

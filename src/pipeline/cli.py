@@ -65,7 +65,35 @@ def main(argv: list[str] | None = None) -> int:
         metavar="FILE:METRIC",
         help="metric to watch, repeatable (default from pyproject.toml: [tool.sst2-pipeline.gate])",
     )
+    predict = commands.add_parser(
+        "predict",
+        help="label texts with the fine-tuned model: arguments, stdin lines, or --input FILE",
+        description="Each input gets its label, the label's probability (score) and one probability per class, "
+        "as JSON Lines on stdout or in --output FILE (.jsonl, .csv, .tsv, .parquet). Exit 2 on bad input.",
+    )
+    predict.add_argument("texts", nargs="*", help="texts to label (a pair model: the two texts separated by a tab)")
+    predict.add_argument("--input", help="a CSV, TSV, JSON Lines or Parquet file of texts")
+    predict.add_argument(
+        "--text-column",
+        action="append",
+        help="the input file's text column, twice for a pair (default: data.text_columns of params.yaml)",
+    )
+    predict.add_argument("--model", default="models/classifier", help="a fine-tuned model folder")
+    predict.add_argument("--output", help="write here instead of stdout; the suffix names the format")
+    predict.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
+    predict.add_argument("--batch-size", type=int, default=64)
+    predict.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "fp32", "bf16", "fp16"],
+        help="auto: bf16 where the hardware has it natively, else fp32",
+    )
+    predict.add_argument("--params", default="params.yaml", help="for the default text column(s)")
     args = parser.parse_args(argv)
+    if args.command == "predict":
+        from pipeline.predict import predict_command
+
+        run_stage(args.params, lambda params: predict_command(args, list(params.data.text_columns)))
     if args.command == "validate":
         run_stage(args.params, lambda params: params.to_dict())
     elif args.command == "check":

@@ -7,7 +7,9 @@ place with a rename, which the operating system performs all at once.
 from __future__ import annotations
 
 import contextlib
+import csv
 import errno
+import io
 import json
 import os
 import shutil
@@ -104,9 +106,16 @@ def write_json_atomic(path: str | Path, data: Any) -> None:
     write_text_atomic(path, to_json(data))
 
 
-def write_csv_atomic(path: str | Path, header: list[str], rows: list[list[Any]] | list[tuple[Any, ...]]) -> None:
-    lines = [",".join(header)] + [",".join(str(value) for value in row) for row in rows]
-    write_text_atomic(path, "\n".join(lines) + "\n")
+def write_csv_atomic(
+    path: str | Path, header: list[str], rows: list[list[Any]] | list[tuple[Any, ...]], delimiter: str = ","
+) -> None:
+    """A CSV file (or TSV with ``delimiter="\\t"``), all at once: a text holding the delimiter or a quote
+    is quoted, so every row keeps its columns."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, delimiter=delimiter, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    write_text_atomic(path, buffer.getvalue())
 
 
 def read_json_output(path: str | Path, stage: str) -> Any:

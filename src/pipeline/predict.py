@@ -1,0 +1,249 @@
+"""Label new texts with a fine-tuned classifier: ``python -m pipeline predict``.
+
+Texts come as arguments, as lines on stdin, or as a column (two for a sentence-pair model) of a CSV,
+TSV, JSON Lines or Parquet file. Each gets its ``label``, the ``score`` (that label's probability) and
+one probability per class, in input order: JSON Lines on stdout, or a file in the format its suffix
+names, written all at once. Batches are grouped by length (little padding) and run under bf16
+autocast where the CPU or GPU has native bf16 (docs/speed.md says how often that changes a label).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pipeline.data import check_utf8_files
+from pipeline.errors import PipelineError
+from pipeline.modeling import load_finetuned
+from pipeline.parallel import pick_device
+from pipeline.precision import autocast_for, bf16_is_native
+
+INPUT_FORMATS = {".csv": ",", ".tsv": "\t", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
+OUTPUT_FORMATS = (".jsonl", ".csv", ".tsv", ".parquet")
+
+
+@dataclass(frozen=True)
+class Inputs:
+    texts: list[str]
+    pairs: list[str] | None  # the second text of each pair, for a sentence-pair model
+    source: str  # for messages: "argument", "stdin line", or "<file> row"
+
+
+def read_input_file(path: Path, text_columns: list[str]) -> Inputs:
+    """The text column(s) of a CSV, TSV, JSON Lines or Parquet file, every row, as text."""
+    import pandas as pd
+
+    suffix = path.suffix.lower()
+    if not path.is_file():
+        raise PipelineError(f"--input {path}: no such file")
+    if suffix not in INPUT_FORMATS:
+        raise PipelineError(
+            f"--input {path}: unknown format {suffix or '(no suffix)'}; use .csv, .tsv, .jsonl or .parquet"
+        )
+    if path.stat().st_size == 0:
+        raise PipelineError(f"--input {path}: the file is empty")
+    check_utf8_files([path], f"--input {path}")
+    kind = INPUT_FORMATS[suffix]
+    if kind == "parquet":
+        frame = pd.read_parquet(path)
+    elif kind == "jsonl":
+        frame = pd.read_json(path, lines=True, dtype=False)
+    else:
+        frame = pd.read_csv(path, sep=kind, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    if frame.empty:
+        raise PipelineError(f"--input {path}: no rows to label")
+    missing = [c for c in text_columns if c not in frame.columns]
+    if missing:
+        raise PipelineError(
+            f"--input {path}: no column {missing[0]!r}; it has {[str(c) for c in frame.columns]} "
+            f"(name the text column with --text-column)"
+        )
+    columns = [frame[c].tolist() for c in text_columns]
+    return Inputs(columns[0], columns[1] if len(columns) == 2 else None, f"{path.name} row")
+
+
+def inputs_from_lines(lines: list[str], is_pair: bool, source: str) -> Inputs:
+    """Texts from arguments or stdin; for a pair model each holds the two texts separated by a tab."""
+    if not is_pair:
+        return Inputs(lines, None, source)
+    pairs = [line.split("\t", 1) for line in lines]
+    for row, parts in enumerate(pairs):
+        if len(parts) != 2:
+            raise PipelineError(f"{source} {row}: a sentence-pair model needs two texts separated by a tab")
+    return Inputs([a for a, _ in pairs], [b for _, b in pairs], source)
+
+
+def check_texts(inputs: Inputs) -> None:
+    for texts in (inputs.texts, inputs.pairs or []):
+        for row, text in enumerate(texts):
+            if not isinstance(text, str) or not text.strip():
+                raise PipelineError(f"{inputs.source} {row} is empty: every input needs text (remove it or fill it)")
+
+
+def load_classifier(folder: Path):
+    """The fine-tuned model and its tokenizer; a folder that holds no sequence classifier is refused."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    if not (folder / "config.json").is_file():
+        raise PipelineError(f"--model {folder}: no fine-tuned model here (train one: dvc repro train)")
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # "Loading weights": this command's output is its labels
+    architectures = AutoConfig.from_pretrained(folder).architectures or []
+    if not any(name.endswith("ForSequenceClassification") for name in architectures):
+        raise PipelineError(
+            f"--model {folder}: {', '.join(architectures) or 'this model'} is not a sequence classifier "
+            f"(give the folder the train stage writes, models/classifier)"
+        )
+    return load_finetuned(folder), AutoTokenizer.from_pretrained(folder)
+
+
+@torch.no_grad()
+def probabilities(model, tokenizer, inputs: Inputs, batch_size: int, precision: str, progress: bool) -> np.ndarray:
+    """Class probabilities of every input, in input order; batches of similar length."""
+    from tqdm import tqdm
+
+    device = pick_device()
+    model.to(device).eval()
+    if precision == "auto":
+        precision = "bf16" if bf16_is_native(device) else "fp32"
+    autocast = autocast_for(precision, device, key="--precision")
+    max_length = min(tokenizer.model_max_length, getattr(model.config, "max_position_embeddings", 512))
+    encoded = tokenizer(inputs.texts, inputs.pairs, truncation=True, max_length=max_length)
+    order = np.argsort([len(ids) for ids in encoded["input_ids"]], kind="stable")
+    result = np.empty((len(order), model.config.num_labels), dtype=np.float32)
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    bar = tqdm(
+        batches,
+        desc="predicting",
+        unit="batch",
+        disable=not progress,
+        file=sys.stderr,
+        mininterval=0.5 if sys.stderr.isatty() else 60,  # a log file gets a line a minute, not a line a batch
+    )
+    for batch in bar:
+        features = [{key: encoded[key][i] for key in encoded} for i in batch]
+        tensors = tokenizer.pad(features, return_tensors="pt")
+        with autocast:
+            logits = model(**{key: value.to(device) for key, value in tensors.items()}).logits
+        result[batch] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+    return result
+
+
+def rows(model, probs: np.ndarray, inputs: Inputs) -> list[dict]:
+    names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    best = probs.argmax(axis=1)
+    out = []
+    for i, (p, k) in enumerate(zip(probs, best)):
+        row = {"text": inputs.texts[i]}
+        if inputs.pairs is not None:
+            row["text_pair"] = inputs.pairs[i]
+        row |= {"label": names[k], "score": round(float(p[k]), 6)}
+        row |= {f"p_{name}": round(float(value), 6) for name, value in zip(names, p)}
+        out.append(row)
+    return out
+
+
+def write_rows(records: list[dict], output: Path | None, overwrite: bool) -> None:
+    """JSON Lines on stdout, or ``output`` in the format of its suffix, all at once or not at all."""
+    import pandas as pd
+
+    from pipeline.outputs import write_text_atomic
+
+    if output is None:
+        sys.stdout.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+        return
+    frame = pd.DataFrame.from_records(records)
+    suffix = output.suffix.lower()
+    if suffix == ".jsonl":
+        write_text_atomic(output, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    elif suffix in (".csv", ".tsv"):
+        write_text_atomic(output, frame.to_csv(index=False, sep="," if suffix == ".csv" else "\t", lineterminator="\n"))
+    else:
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, index=False)
+        staging = output.with_name(f".{output.name}.tmp")
+        staging.write_bytes(buffer.getvalue())
+        staging.replace(output)
+
+
+def predict_command(args, default_text_columns: list[str]) -> None:
+    """``python -m pipeline predict``: check everything, label, write."""
+    output = Path(args.output) if args.output else None
+    if output is not None:
+        if output.suffix.lower() not in OUTPUT_FORMATS:
+            raise PipelineError(f"--output {output}: unknown format; use one of {', '.join(OUTPUT_FORMATS)}")
+        if output.exists() and not args.overwrite:
+            raise PipelineError(f"--output {output}: the file exists; pass --overwrite to replace it")
+    text_columns = args.text_column or default_text_columns
+    if args.input:
+        inputs = read_input_file(Path(args.input), text_columns)
+    elif args.texts:
+        inputs = inputs_from_lines(args.texts, len(text_columns) == 2, "argument")
+    else:
+        if sys.stdin.isatty():
+            raise PipelineError("nothing to label: give texts as arguments, one per line on stdin, or --input FILE")
+        try:
+            lines = [line.rstrip("\n") for line in sys.stdin if line.strip()]
+        except UnicodeDecodeError:
+            raise PipelineError("stdin is not UTF-8 text (re-encode it as UTF-8)") from None
+        if not lines:
+            raise PipelineError("stdin holds no text to label")
+        inputs = inputs_from_lines(lines, len(text_columns) == 2, "stdin line")
+    check_texts(inputs)
+    model, tokenizer = load_classifier(Path(args.model))
+    with contextlib.redirect_stdout(sys.stderr) if output is None else contextlib.nullcontext():
+        probs = probabilities(model, tokenizer, inputs, args.batch_size, args.precision, progress=bool(args.input))
+    write_rows(rows(model, probs, inputs), output, args.overwrite)
+
+
+# The file name the GLUE server takes for each task this pipeline can train (its Hub configuration).
+GLUE_SUBMISSION_FILES = {"sst2": "SST-2.tsv", "mrpc": "MRPC.tsv", "cola": "CoLA.tsv"}
+
+
+def predict_test_split(model_dir: str | Path, raw_dir: str | Path, out_dir: str | Path, batch_size: int = 64) -> dict:
+    """The predict stage: label the data set's test split into ``out_dir``.
+
+    For a GLUE task, the file its server takes (``SST-2.tsv``: ``index<TAB>prediction``, one row per
+    test example in index order, the prediction a class index); for other data, ``test.csv`` with
+    each text, its label and score.
+    """
+    import pyarrow.parquet as pq
+
+    from pipeline.data import TEST_SPLIT, read_info
+    from pipeline.outputs import atomic_directory, write_csv_atomic
+
+    info = read_info(raw_dir)
+    source = info["source"]
+    glue_file = GLUE_SUBMISSION_FILES.get(source.get("config")) if "glue" in str(source.get("path")) else None
+    test_file = Path(raw_dir) / f"{TEST_SPLIT}.parquet"
+    model, tokenizer = load_classifier(Path(model_dir))
+    with atomic_directory(out_dir) as staging:
+        if not test_file.is_file():
+            write_csv_atomic(staging / "test.csv", ["text", "label", "score"], [])
+            print("predict: the data set has no test split (data.test_split); nothing to label", file=sys.stderr)
+            return {"examples": 0}
+        table = pq.read_table(test_file)
+        texts = table.column("text").to_pylist()
+        pairs = table.column("text_pair").to_pylist() if "text_pair" in table.column_names else None
+        inputs = Inputs(texts, pairs, "test example")
+        probs = probabilities(model, tokenizer, inputs, batch_size, "auto", progress=True)
+        if glue_file:
+            index = table.column("idx").to_pylist() if "idx" in table.column_names else list(range(len(texts)))
+            order = np.argsort(index, kind="stable")
+            predictions = [(index[i], int(probs[i].argmax())) for i in order]
+            write_csv_atomic(staging / glue_file, ["index", "prediction"], predictions, delimiter="\t")
+            written = glue_file
+        else:
+            records = rows(model, probs, inputs)
+            header = ["text", *(["text_pair"] if pairs is not None else []), "label", "score"]
+            write_csv_atomic(staging / "test.csv", header, [[r[h] for h in header] for r in records])
+            written = "test.csv"
+    return {"examples": len(texts), "file": str(Path(out_dir) / written)}
