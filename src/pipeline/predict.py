@@ -4,7 +4,7 @@ Texts come as arguments, as lines on stdin, or as a column (two for a sentence-p
 TSV, JSON Lines or Parquet file. Each gets its ``label``, the ``score`` (that label's probability) and
 one probability per class, in input order: JSON Lines on stdout, or a file in the format its suffix
 names, written all at once. Batches are grouped by length (little padding) and run under bf16
-autocast where the CPU or GPU has native bf16 (docs/speed.md says how often that changes a label).
+autocast where the CPU or GPU has native bf16 (``--precision fp32`` to turn it off).
 """
 
 from __future__ import annotations
@@ -90,11 +90,10 @@ def check_texts(inputs: Inputs) -> None:
 def load_classifier(folder: Path):
     """The fine-tuned model and its tokenizer; a folder that holds no sequence classifier is refused."""
     from transformers import AutoConfig, AutoTokenizer
+    from transformers.utils import logging as transformers_logging
 
     if not (folder / "config.json").is_file():
         raise PipelineError(f"--model {folder}: no fine-tuned model here (train one: dvc repro train)")
-    from transformers.utils import logging as transformers_logging
-
     transformers_logging.disable_progress_bar()  # "Loading weights": this command's output is its labels
     architectures = AutoConfig.from_pretrained(folder).architectures or []
     if not any(name.endswith("ForSequenceClassification") for name in architectures):
@@ -151,7 +150,7 @@ def rows(model, probs: np.ndarray, inputs: Inputs) -> list[dict]:
     return out
 
 
-def write_rows(records: list[dict], output: Path | None, overwrite: bool) -> None:
+def write_rows(records: list[dict], output: Path | None) -> None:
     """JSON Lines on stdout, or ``output`` in the format of its suffix, all at once or not at all."""
     import pandas as pd
 
@@ -201,7 +200,7 @@ def predict_command(args, default_text_columns: list[str]) -> None:
     model, tokenizer = load_classifier(Path(args.model))
     with contextlib.redirect_stdout(sys.stderr) if output is None else contextlib.nullcontext():
         probs = probabilities(model, tokenizer, inputs, args.batch_size, args.precision, progress=bool(args.input))
-    write_rows(rows(model, probs, inputs), output, args.overwrite)
+    write_rows(rows(model, probs, inputs), output)
 
 
 # The file name the GLUE server takes for each task this pipeline can train (its Hub configuration).
