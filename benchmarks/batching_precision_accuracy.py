@@ -62,18 +62,18 @@ def main() -> None:
             change = {key: value for key, value in change.items() if value is not None}
             run = dataclasses.replace(params, train=dataclasses.replace(params.train, **change))
             started = time.perf_counter()
-            metrics = train(
-                run, scratch / "tokenized", scratch / name / "model", scratch / name / "train.json", scratch / name
+            metrics = train(run, scratch / "tokenized", scratch / name / "model", scratch / name / "live")
+            epochs = (
+                (scratch / name / "live" / "plots" / "metrics" / "val" / "accuracy.tsv").read_text().splitlines()[1:]
             )
-            epochs = (scratch / name / "train_epochs.csv").read_text().splitlines()[1:]
-            accuracy_by_epoch = [float(line.split(",")[4]) for line in epochs]
+            accuracy_by_epoch = [float(line.split("\t")[1]) for line in epochs]
             rows[name] = {
                 "group_by_length_batches": run.train.group_by_length_batches,
                 "precision": run.train.precision,
                 "fast_dropout": run.train.fast_dropout,
                 "val_accuracy_by_epoch": accuracy_by_epoch,
-                "val_accuracy": metrics["val_accuracy"],
-                "val_loss": metrics["val_loss"],
+                "val_accuracy": metrics["val"]["accuracy"],
+                "val_loss": metrics["val"]["loss"],
                 "padding_fraction": metrics["padding_fraction"],
                 "train_samples_per_s": metrics["train_samples_per_s"],
                 "wall_s": round(time.perf_counter() - started, 1),

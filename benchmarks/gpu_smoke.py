@@ -91,7 +91,7 @@ class Smoke:
         (run / "params.yaml").write_text(yaml.safe_dump(params))
         command = [sys.executable, str(TRAIN_STAGE), "--params", str(run / "params.yaml")]
         command += ["--tokenized", str(self.work / "tok"), "--model-out", str(run / "model")]
-        command += ["--metrics", str(run / "train.json"), "--plots", str(run), "--checkpoints", str(run / "ckpt")]
+        command += ["--live", str(run / "live"), "--checkpoints", str(run / "ckpt")]
         return command, run
 
     def train(self, name: str, params: dict) -> tuple[dict, dict[str, torch.Tensor]]:
@@ -99,7 +99,8 @@ class Smoke:
         done = subprocess.run(command, capture_output=True, text=True)
         if done.returncode != 0:
             raise RuntimeError(f"{name}: the train stage failed:\n{done.stderr[-2000:]}")
-        return json.loads((run / "train.json").read_text()), weights(run / "model")
+        metrics = json.loads((run / "live" / "metrics.json").read_text())
+        return {**metrics, "val_accuracy": metrics["val"]["accuracy"]}, weights(run / "model")
 
     def prepare(self) -> None:
         from transformers import AutoTokenizer

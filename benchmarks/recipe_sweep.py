@@ -43,10 +43,10 @@ def start(run_dir: Path, params: dict, tokenized: Path, threads: int) -> subproc
     (run_dir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     command = [sys.executable, str(ROOT / "stages" / "train_model.py"), "--params", str(run_dir / "params.yaml")]
     command += ["--tokenized", str(tokenized), "--model-out", str(run_dir / "model")]
-    command += ["--metrics", str(run_dir / "train.json"), "--plots", str(run_dir)]
+    command += ["--live", str(run_dir / "live")]
     command += ["--checkpoints", str(run_dir / "checkpoints")]
     log = (run_dir / "log.txt").open("w")
-    return subprocess.Popen(command, stdout=log, stderr=log, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+    return subprocess.Popen(command, stdout=log, stderr=log, env={**os.environ, "PIPELINE_CPU_THREADS": str(threads)})
 
 
 def table(rows: list[dict]) -> str:
@@ -105,13 +105,13 @@ def main() -> int:
                 failed += 1
                 print(f"{key[0]} seed {key[1]} failed: see {run_dir / 'log.txt'}", file=sys.stderr, flush=True)
                 continue
-            metrics = json.loads((run_dir / "train.json").read_text())
-            epochs = (run_dir / "train_epochs.csv").read_text().splitlines()[1:]
+            metrics = json.loads((run_dir / "live" / "metrics.json").read_text())
+            epochs = (run_dir / "live" / "plots" / "metrics" / "val" / "accuracy.tsv").read_text().splitlines()[1:]
             row = {
                 "recipe": key[0],
                 "seed": key[1],
-                "val_accuracy": metrics["val_accuracy"],
-                "val_accuracy_per_epoch": [float(line.split(",")[4]) for line in epochs],
+                "val_accuracy": metrics["val"]["accuracy"],
+                "val_accuracy_per_epoch": [float(line.split("\t")[1]) for line in epochs],
                 "train_runtime_s": metrics["train_runtime_s"],
                 "wall_s": round(time.perf_counter() - run_started, 1),
             }

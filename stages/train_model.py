@@ -9,13 +9,14 @@ parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--params", default="params.yaml")
 parser.add_argument("--tokenized", default="data/tokenized", help="output of the tokenize stage")
 parser.add_argument("--model-out", default="models/classifier", help="folder for the save_pretrained model")
-parser.add_argument("--metrics", default="metrics/train.json")
-parser.add_argument("--plots", default="metrics", help="folder for train_steps.csv and train_epochs.csv")
+parser.add_argument(
+    "--live", default="metrics/train", help="DVCLive folder: metrics.json and the training curves under plots/"
+)
 parser.add_argument(
     "--checkpoints", default="checkpoints/train", help="folder the run checkpoints into and resumes from"
 )
 args = parser.parse_args()
 run_stage(
     args.params,
-    lambda params: run_train_stage(params, args.tokenized, args.model_out, args.metrics, args.plots, args.checkpoints),
+    lambda params: run_train_stage(params, args.tokenized, args.model_out, args.live, args.checkpoints),
 )

@@ -176,3 +176,17 @@ def kill_process_tree(pid: int) -> None:
             os.kill(member, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def live_curve(log_dir: Path, name: str) -> list[tuple[int, float]]:
+    """A DVCLive curve (``plots/metrics/<name>.tsv``) as (step, value) rows."""
+    lines = (log_dir / "plots" / "metrics" / f"{name}.tsv").read_text().splitlines()
+    assert lines[0] == f"step\t{name.rsplit('/', 1)[-1]}"
+    return [(int(step), float(value)) for step, value in (line.split("\t") for line in lines[1:])]
+
+
+def live_files(log_dir: Path) -> dict[str, str]:
+    """Every file of a DVCLive folder, by its path inside the folder."""
+    return {
+        path.relative_to(log_dir).as_posix(): path.read_text() for path in sorted(log_dir.rglob("*")) if path.is_file()
+    }

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import PROJECT_ROOT, kill_process_tree
+from conftest import PROJECT_ROOT, kill_process_tree, live_files
 
 # pyproject.toml too: the gate reads its settings ([tool.sst2-pipeline.gate]) from there.
 PROJECT_FILES = [
@@ -96,7 +96,7 @@ def test_repro_produces_model_metrics_and_plots(project):
     metrics = json.loads((project / "metrics" / "eval.json").read_text())
     assert {"accuracy", "f1", "precision", "recall", "loss", "n_examples", "accuracy_ci95_low", "ece"} <= set(metrics)
     assert metrics["n_examples"] == 24
-    assert json.loads((project / "metrics" / "train.json").read_text())["steps"] == 6  # 48 / 8
+    assert json.loads((project / "metrics" / "train" / "metrics.json").read_text())["steps"] == 6  # 48 / 8
     assert (project / "models" / "classifier" / "model.safetensors").is_file()
     shown = json.loads(run(project, "dvc", "metrics", "show", "--json").stdout)
     assert "accuracy" in json.dumps(shown)
@@ -121,8 +121,9 @@ def test_nothing_changed_is_a_no_op(project):
     ("change", "expected"),
     [
         ({"train__lr": 3e-4}, ["train", "evaluate", "predict"]),
-        # No tiny sentence reaches 24 tokens: the same weights come out, so predict's inputs stand.
-        ({"tokenize__max_length": 24}, ["tokenize", "train", "evaluate"]),
+        # The same weights come out (no tiny sentence reaches 24 tokens), but the model card records
+        # the params, so the model folder changes and predict reruns.
+        ({"tokenize__max_length": 24}, ["tokenize", "train", "evaluate", "predict"]),
         ({"evaluate__batch_size": 4}, ["evaluate"]),  # not predict: it reads the model, not evaluate.*
         ({"train__checkpoint_every_steps": 5}, []),  # how often a run is saved changes nothing it computes
         ({"data__max_train_samples": 40}, ALL_STAGES),
@@ -291,12 +292,12 @@ def test_a_library_change_reruns_the_stages_that_run_that_code(project):
 
 def test_dvc_repro_after_a_kill_ends_as_if_never_interrupted(project):
     def outcome() -> dict:
-        metrics = json.loads((project / "metrics" / "train.json").read_text())
+        metrics = json.loads((project / "metrics" / "train" / "metrics.json").read_text())
         return {
             "weights": (project / "models" / "classifier" / "model.safetensors").read_bytes(),
             "train": {k: v for k, v in metrics.items() if k not in RUN_DETAILS},
             "eval": (project / "metrics" / "eval.json").read_text(),
-            "steps": (project / "metrics" / "train_steps.csv").read_text(),
+            "curves": live_files(project / "metrics" / "train" / "plots"),
         }
 
     try:
@@ -311,12 +312,13 @@ def test_dvc_repro_after_a_kill_ends_as_if_never_interrupted(project):
                 break
         repro.wait(timeout=60)
         assert repro.returncode == -9
-        assert not (project / "metrics" / "train.json").exists()  # killed before the stage finished
+        # Killed before the stage finished: DVCLive's metrics.json has the latest step, not the final figures.
+        assert "steps_run" not in json.loads((project / "metrics" / "train" / "metrics.json").read_text())
 
         resumed = run(project, "dvc", "repro")
         assert re.search(r"resuming from checkpoints/train/step-00000(08|10)", resumed.stdout + resumed.stderr)
         after_kill = outcome()
-        history = json.loads((project / "metrics" / "train.json").read_text())
+        history = json.loads((project / "metrics" / "train" / "metrics.json").read_text())
         assert history["resumed_from_step"] in (8, 10) and history["resumed_from_step"] + history["steps_run"] == 18
         assert sorted(p.name for p in (project / "checkpoints" / "train").iterdir()) == ["finished.json"]
         run(project, "dvc", "repro", "--force", "train", "evaluate")  # the same run, never interrupted
@@ -343,11 +345,10 @@ def test_two_clean_runs_give_identical_bytes(project):
             "predictions.csv",
             "calibration.csv",
             "misclassified.csv",
-            "train_steps.csv",
-            "train_epochs.csv",
         ):
             found[name] = (project / "metrics" / name).read_bytes()
-        train = json.loads((project / "metrics" / "train.json").read_text())
+        found.update(live_files(project / "metrics" / "train" / "plots"))
+        train = json.loads((project / "metrics" / "train" / "metrics.json").read_text())
         found["train.json"] = {k: v for k, v in train.items() if k not in ("train_runtime_s", "train_samples_per_s")}
         return found
 
@@ -360,3 +361,37 @@ def test_two_clean_runs_give_identical_bytes(project):
     finally:
         run(project, "git", "checkout", "--", ".")
         run(project, "dvc", "checkout", "--quiet", "--force")
+
+
+def test_a_fresh_clone_pulls_from_the_remote_instead_of_retraining(project, tmp_path):
+    """docs/remote.md: push with the run cache; a clone pulls, and an unchanged stage is restored, not rerun."""
+    remote = tmp_path / "remote"
+    run(project, "dvc", "remote", "add", "--local", "-f", "-d", "team", str(remote))
+    run(project, "dvc", "push", "--run-cache")
+    # The team's repository: the project with its remote committed, as a team would share it.
+    upstream = tmp_path / "upstream"
+    run(tmp_path, "git", "clone", "-q", str(project), str(upstream))
+    run(upstream, "dvc", "remote", "add", "-d", "team", str(remote))
+    run(upstream, "git", "commit", "-q", "-am", "the team's remote")
+
+    fresh = tmp_path / "fresh"
+    run(tmp_path, "git", "clone", "-q", str(upstream), str(fresh))
+    run(fresh, "dvc", "pull")
+    assert run(fresh, "dvc", "status").stdout.strip() == "Data and pipelines are up to date."
+    assert stages_that_ran(fresh) == []
+    weights = "models/classifier/model.safetensors"
+    assert (fresh / weights).read_bytes() == (project / weights).read_bytes()
+
+    # A CI job on a commit that changed evaluate.* only: it pulls, and training is restored, not rerun.
+    ci = tmp_path / "ci"
+    run(tmp_path, "git", "clone", "-q", str(upstream), str(ci))
+    set_params(ci, evaluate__batch_size=4)
+    run(ci, "dvc", "pull", "--run-cache")
+    assert stages_that_ran(ci) == ["evaluate"]
+    assert (ci / weights).read_bytes() == (project / weights).read_bytes()
+
+    # The model registry: dvc.yaml's artifact, a version registered with a GTO-style tag, and
+    # `dvc artifacts get`, which finds the latest version and downloads the model from the remote.
+    run(upstream, "git", "tag", "-a", "classifier@v0.1.0", "-m", "Registering artifact classifier version v0.1.0")
+    run(tmp_path, "dvc", "artifacts", "get", str(upstream), "classifier", "-o", str(tmp_path / "got"))
+    assert (tmp_path / "got" / "model.safetensors").read_bytes() == (project / weights).read_bytes()

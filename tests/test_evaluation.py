@@ -67,7 +67,7 @@ def test_evaluate_stage_writes_metrics_and_confusion_rows(glue_dir, tiny_bert, t
     download(DataConfig(path=str(glue_dir), config=None), tmp_path / "raw")
     tokenize(ModelConfig(name=str(tiny_bert)), TokenizeConfig(max_length=32), tmp_path / "raw", tmp_path / "tok")
     params = Params(model=ModelConfig(name=str(tiny_bert)), train=TrainConfig(epochs=1, batch_size=8, precision="fp32"))
-    trained = train(params, tmp_path / "tok", tmp_path / "model", tmp_path / "train.json", tmp_path)
+    trained = train(params, tmp_path / "tok", tmp_path / "model", tmp_path / "live")
 
     def evaluate(batch_size, precision, suffix=""):
         config = EvaluateConfig(batch_size=batch_size, precision=precision)
@@ -86,8 +86,8 @@ def test_evaluate_stage_writes_metrics_and_confusion_rows(glue_dir, tiny_bert, t
     assert metrics["n_examples"] == 24
     assert json.loads((tmp_path / "eval.json").read_text()) == metrics
     # The stage and the end-of-epoch validation in the training loop agree.
-    assert metrics["accuracy"] == trained["val_accuracy"] and metrics["loss"] == pytest.approx(
-        trained["val_loss"], abs=1e-5
+    assert metrics["accuracy"] == trained["val"]["accuracy"] and metrics["loss"] == pytest.approx(
+        trained["val"]["loss"], abs=1e-5
     )
     rows = (tmp_path / "confusion.csv").read_text().splitlines()
     assert rows[0] == "actual,predicted" and len(rows) == 25

@@ -146,8 +146,8 @@ def test_the_tokenized_pair_trains_and_validates(tmp_path, tiny_bert):
     download(cfg, tmp_path / "raw")
     tokenize(ModelConfig(name=str(tiny_bert)), TokenizeConfig(max_length=32), tmp_path / "raw", tmp_path / "tok")
     params = Params(model=ModelConfig(name=str(tiny_bert)), train=TrainConfig(epochs=1, batch_size=8, precision="fp32"))
-    metrics = train(params, tmp_path / "tok", tmp_path / "model", tmp_path / "train.json", tmp_path)
-    assert metrics["steps"] == 4 and 0 <= metrics["val_accuracy"] <= 1
+    metrics = train(params, tmp_path / "tok", tmp_path / "model", tmp_path / "live")
+    assert metrics["steps"] == 4 and 0 <= metrics["val"]["accuracy"] <= 1
 
 
 @pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="the shared data folder is not beside the checkout")

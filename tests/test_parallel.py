@@ -17,13 +17,15 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import PROJECT_ROOT, kill_process_tree, save_tiny_model
+from conftest import PROJECT_ROOT, kill_process_tree, live_curve, live_files, save_tiny_model
 from safetensors.torch import load_file
 
 from pipeline.batching import BatchLoader, LengthGroupedBatches
 from pipeline.config import DataConfig, ModelConfig, Params, TokenizeConfig, TrainConfig
 from pipeline.data import download
+from pipeline.errors import PipelineError
 from pipeline.evaluation import predict
+from pipeline.parallel import THREADS_VARIABLE, limit_cpu_threads, usable_cpu_cores
 from pipeline.tokenization import load_split, tokenize
 from pipeline.training import train
 
@@ -49,7 +51,7 @@ def setup(glue_dir, tokenizer, tmp_path_factory):
     return model, root / "tok"
 
 
-def start_train(folder: Path, setup, **train) -> subprocess.Popen:
+def start_train(folder: Path, setup, environment: dict[str, str] | None = None, **train) -> subprocess.Popen:
     model, tokenized = setup
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "params.yaml").write_text(yaml.safe_dump({"model": {"name": str(model)}, "train": {**TRAIN, **train}}))
@@ -62,10 +64,8 @@ def start_train(folder: Path, setup, **train) -> subprocess.Popen:
         str(tokenized),
         "--model-out",
         "model",
-        "--metrics",
-        "train.json",
-        "--plots",
-        ".",
+        "--live",
+        "live",
         "--checkpoints",
         "checkpoints",
     ]
@@ -75,18 +75,23 @@ def start_train(folder: Path, setup, **train) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT / "src")},
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT / "src"), **(environment or {})},
     )
 
 
-def run_train(folder: Path, setup, **train) -> tuple[int, str, str]:
-    process = start_train(folder, setup, **train)
+def run_train(folder: Path, setup, environment: dict[str, str] | None = None, **train) -> tuple[int, str, str]:
+    process = start_train(folder, setup, environment, **train)
     stdout, stderr = process.communicate(timeout=300)
     return process.returncode, stdout, stderr
 
 
-def steps_csv(folder: Path) -> np.ndarray:
-    return np.loadtxt(folder / "train_steps.csv", delimiter=",", skiprows=1)
+def curve(folder: Path, name: str) -> np.ndarray:
+    """A DVCLive curve of the run in ``folder``: its (step, value) rows."""
+    return np.array(live_curve(folder / "live", name))
+
+
+def final_metrics(folder: Path) -> dict:
+    return json.loads((folder / "live" / "metrics.json").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -101,18 +106,16 @@ def runs(setup, tmp_path_factory):
 
 def test_two_processes_train_like_one_with_the_same_global_batch(runs):
     one, two, _ = runs
-    a, b = steps_csv(one), steps_csv(two)
-    assert a.shape == b.shape == (8, 4)  # 64 sentences / global batch 8 = 8 steps per epoch, a row every 2
-    assert np.array_equal(a[:, [0, 1, 3]], b[:, [0, 1, 3]])  # step, epoch, learning rate
-    assert np.abs(a[:, 2] - b[:, 2]).max() <= TOLERANCE  # loss
-    metrics_one, metrics_two = (
-        json.loads((one / "train.json").read_text()),
-        json.loads((two / "train.json").read_text()),
-    )
+    a, b = curve(one, "train/loss"), curve(two, "train/loss")
+    assert a.shape == b.shape == (8, 2)  # 64 sentences / global batch 8 = 8 steps per epoch, a row every 2
+    assert np.array_equal(a[:, 0], b[:, 0])
+    assert np.abs(a[:, 1] - b[:, 1]).max() <= TOLERANCE
+    assert np.array_equal(curve(one, "train/lr"), curve(two, "train/lr"))
+    metrics_one, metrics_two = final_metrics(one), final_metrics(two)
     assert metrics_one["steps"] == metrics_two["steps"] == 16
     # Validation is shared out between the processes; every sentence is scored exactly once.
-    assert metrics_one["val_accuracy"] == metrics_two["val_accuracy"]
-    assert abs(metrics_one["val_loss"] - metrics_two["val_loss"]) <= TOLERANCE
+    assert metrics_one["val"]["accuracy"] == metrics_two["val"]["accuracy"]
+    assert abs(metrics_one["val"]["loss"] - metrics_two["val"]["loss"]) <= TOLERANCE
     weights_one, weights_two = (
         load_file(one / "model" / "model.safetensors"),
         load_file(two / "model" / "model.safetensors"),
@@ -123,16 +126,14 @@ def test_two_processes_train_like_one_with_the_same_global_batch(runs):
 
 def test_only_rank_zero_writes_and_reports(runs):
     _, two, (_, stdout, stderr) = runs
-    assert stdout.count('"val_accuracy"') == 1  # the stage's result, printed once
+    assert stdout.count('"steps_run"') == 1  # the stage's result, printed once
     for line in ["epoch 1/2: validating on 24 sentences", "epoch 2/2: train loss", "checkpoint: step 3 saved"]:
         assert stderr.count(line) == 1, line
     assert sorted(p.name for p in two.iterdir()) == [
         "checkpoints",
+        "live",
         "model",
         "params.yaml",
-        "train.json",
-        "train_epochs.csv",
-        "train_steps.csv",
     ]
     assert sorted(p.name for p in (two / "checkpoints").iterdir()) == ["finished.json"]
 
@@ -158,7 +159,7 @@ def test_a_killed_two_process_run_resumes_to_the_same_results(with_dropout, kill
             break
     process.wait(timeout=60)
     assert process.returncode == -signal.SIGKILL
-    assert not (tmp_path / "train.json").exists()
+    assert "steps_run" not in final_metrics(tmp_path)  # killed before the run's end
 
     code, _, stderr = run_train(tmp_path, setup, batch_size=4, processes=2)
     assert code == 0, stderr
@@ -167,8 +168,11 @@ def test_a_killed_two_process_run_resumes_to_the_same_results(with_dropout, kill
     assert (tmp_path / "model" / "model.safetensors").read_bytes() == (
         uninterrupted / "model" / "model.safetensors"
     ).read_bytes()
-    assert (tmp_path / "train_steps.csv").read_text() == (uninterrupted / "train_steps.csv").read_text()
-    metrics = json.loads((tmp_path / "train.json").read_text())
+    resumed, whole = live_files(tmp_path / "live"), live_files(uninterrupted / "live")
+    assert {name: text for name, text in resumed.items() if name != "metrics.json"} == {
+        name: text for name, text in whole.items() if name != "metrics.json"
+    }
+    metrics = final_metrics(tmp_path)
     resumed_from = int(kill_after.split()[2])
     assert (metrics["resumed_from_step"], metrics["steps_run"]) == (resumed_from, 16 - resumed_from)
 
@@ -183,7 +187,7 @@ def test_a_failing_worker_ends_the_stage_with_its_one_line_error(setup, tmp_path
     ), stderr
     assert lines[-1].startswith("error: a training process failed (its error is printed above)"), stderr
     assert "Traceback" not in stderr
-    assert not (tmp_path / "model").exists() and not (tmp_path / "train.json").exists()
+    assert not (tmp_path / "model").exists() and not (tmp_path / "live" / "metrics.json").exists()
 
 
 def test_gradient_accumulation_trains_like_a_bigger_batch(setup, tmp_path):
@@ -192,18 +196,19 @@ def test_gradient_accumulation_trains_like_a_bigger_batch(setup, tmp_path):
         Params(model=ModelConfig(name=str(model)), train=TrainConfig(**TRAIN, batch_size=8)),
         tokenized,
         tmp_path / "big",
-        tmp_path / "big.json",
-        tmp_path / "big",
+        tmp_path / "big-live",
     )
     accumulated = train(
         Params(model=ModelConfig(name=str(model)), train=TrainConfig(**TRAIN, batch_size=4, grad_accum_steps=2)),
         tokenized,
         tmp_path / "acc",
-        tmp_path / "acc.json",
-        tmp_path / "acc",
+        tmp_path / "acc-live",
     )
     assert big["steps"] == accumulated["steps"] == 16
-    assert np.abs(steps_csv(tmp_path / "big")[:, 2] - steps_csv(tmp_path / "acc")[:, 2]).max() <= TOLERANCE
+    big_loss, accumulated_loss = (
+        np.array(live_curve(tmp_path / run, "train/loss")) for run in ("big-live", "acc-live")
+    )
+    assert np.abs(big_loss[:, 1] - accumulated_loss[:, 1]).max() <= TOLERANCE
     a, b = load_file(tmp_path / "big" / "model.safetensors"), load_file(tmp_path / "acc" / "model.safetensors")
     assert max((a[k] - b[k]).abs().max().item() for k in a) <= TOLERANCE
 
@@ -228,3 +233,28 @@ def test_predictions_gathered_from_processes_count_every_example_exactly_once(se
     assert torch.allclose(both.logits, whole.logits, atol=1e-6) and both.loss == pytest.approx(whole.loss, abs=1e-6)
     with pytest.raises(RuntimeError, match="exactly once"):
         predict(model, shares[0], cpu, gather=lambda share: [share, share])
+
+
+def test_a_stage_process_computes_with_the_threads_it_is_given(setup, tmp_path):
+    """What each `dvc queue start -j N` worker gets from PIPELINE_CPU_THREADS (docs/scaling.md)."""
+    code, _, stderr = run_train(tmp_path, setup, {THREADS_VARIABLE: "1"}, batch_size=8, epochs=1)
+    assert code == 0, stderr
+    assert "device cpu (1 threads)" in stderr
+
+
+@pytest.mark.parametrize("value", ["0", "two", "-1", "1.5", str(usable_cpu_cores() + 1)])
+def test_a_thread_limit_beyond_the_cores_or_not_a_count_is_refused(value, monkeypatch):
+    monkeypatch.setenv(THREADS_VARIABLE, value)
+    with pytest.raises(PipelineError, match=rf"^{THREADS_VARIABLE}=.*from 1 to {usable_cpu_cores()}"):
+        limit_cpu_threads()
+
+
+def test_the_thread_limit_sets_torch_threads(monkeypatch):
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv(THREADS_VARIABLE, "1")
+        assert limit_cpu_threads() == 1 and torch.get_num_threads() == 1
+        monkeypatch.delenv(THREADS_VARIABLE)
+        assert limit_cpu_threads() == 1  # unset: leaves torch's setting alone
+    finally:
+        torch.set_num_threads(before)

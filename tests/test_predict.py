@@ -21,7 +21,7 @@ SENTENCES = sentiment_rows(12)[0]
 def classifier(tiny_bert, tokenized, tmp_path_factory):
     folder = tmp_path_factory.mktemp("classifier")
     params = Params(model=ModelConfig(name=str(tiny_bert)), train=TrainConfig(epochs=2, lr=2e-3, precision="fp32"))
-    train(params, tokenized, folder / "model", folder / "train.json", folder)
+    train(params, tokenized, folder / "model", folder / "live")
     return folder / "model"
 
 

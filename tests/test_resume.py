@@ -1,8 +1,8 @@
 """Kill the real train stage with SIGKILL at chosen points, run it again, and get what an uninterrupted run gets.
 
-"The same" means: byte-identical model weights, identical loss/accuracy CSVs, identical
-``train.json`` except its two wall-clock fields (``train_runtime_s``, ``train_samples_per_s``) and the
-two that say how the run got there (``resumed_from_step``, ``steps_run``). Those two are checked on
+"The same" means: byte-identical model weights, byte-identical DVCLive curves (every TSV), an identical
+DVCLive ``metrics.json`` except its two wall-clock fields (``train_runtime_s``, ``train_samples_per_s``)
+and the two that say how the run got there (``resumed_from_step``, ``steps_run``). Those two are checked on
 their own: training is deterministic, so a run that ignored its checkpoint and started over would end
 with the same weights, and only the steps it ran tell a resume from a restart.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import PROJECT_ROOT
+from conftest import PROJECT_ROOT, live_files
 
 KILLER = PROJECT_ROOT / "tests" / "helpers" / "kill_train_stage.py"
 STAGE = PROJECT_ROOT / "stages" / "train_model.py"
@@ -54,10 +54,8 @@ def run_train(
         str(tokenized),
         "--model-out",
         str(folder / "model"),
-        "--metrics",
-        str(folder / "train.json"),
-        "--plots",
-        str(folder),
+        "--live",
+        str(folder / "live"),
         "--checkpoints",
         str(folder / "checkpoints"),
     ]
@@ -66,13 +64,15 @@ def run_train(
     )
 
 
+def final_metrics(folder: Path) -> dict:
+    return json.loads((folder / "live" / "metrics.json").read_text())
+
+
 def results(folder: Path) -> dict:
-    metrics = json.loads((folder / "train.json").read_text())
     return {
         "weights": (folder / "model" / "model.safetensors").read_bytes(),
-        "metrics": {k: v for k, v in metrics.items() if k not in TIMING | RUN_HISTORY},
-        "steps.csv": (folder / "train_steps.csv").read_text(),
-        "epochs.csv": (folder / "train_epochs.csv").read_text(),
+        "metrics": {k: v for k, v in final_metrics(folder).items() if k not in TIMING | RUN_HISTORY},
+        "curves": {name: text for name, text in live_files(folder / "live").items() if name != "metrics.json"},
     }
 
 
@@ -85,7 +85,7 @@ def uninterrupted(tokenized, tiny_bert, tmp_path_factory):
 
 
 def run_history(folder: Path) -> tuple[int, int]:
-    metrics = json.loads((folder / "train.json").read_text())
+    metrics = final_metrics(folder)
     return metrics["resumed_from_step"], metrics["steps_run"]
 
 
@@ -109,7 +109,7 @@ def test_a_killed_run_resumes_to_the_same_results(kill_at, tokenized, tiny_bert,
     params = write_params(tmp_path, tiny_bert)
     killed = run_train(tmp_path, tokenized, params, kill_at=kill_at)
     assert killed.returncode == -9, killed.stderr
-    assert not (tmp_path / "train.json").exists()
+    assert "steps_run" not in final_metrics(tmp_path)  # the run's final figures are written at its end only
     if kill_at[0] == "model-save":  # killed with the weights written and the tokenizer not: nothing in place
         staged = [folder for folder in tmp_path.glob(".model.tmp-*") if (folder / "model.safetensors").is_file()]
         assert staged and not (staged[0] / "tokenizer.json").exists() and not (tmp_path / "model").exists()

@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import live_curve, live_files
 
 from pipeline.batching import collate
 from pipeline.config import DataConfig, ModelConfig, Params, TokenizeConfig, TrainConfig
@@ -117,16 +118,26 @@ def test_layer_lr_decay_gives_each_layer_a_smaller_rate_than_the_one_above(tiny_
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_train_writes_a_loadable_model_metrics_and_plots(tiny_bert, tokenized, tmp_path, precision):
-    metrics = train(
-        tiny_params(tiny_bert, precision=precision), tokenized, tmp_path / "model", tmp_path / "train.json", tmp_path
-    )
+    live = tmp_path / "live"
+    metrics = train(tiny_params(tiny_bert, precision=precision), tokenized, tmp_path / "model", live)
     assert metrics["epochs"] == 2 and metrics["steps"] == 16  # 64 examples / batch 8, two epochs
-    assert json.loads((tmp_path / "train.json").read_text()) == metrics
-    assert 0 <= metrics["val_accuracy"] <= 1 and metrics["val_loss"] > 0
-    steps = (tmp_path / "train_steps.csv").read_text().splitlines()
-    assert steps[0] == "step,epoch,loss,lr" and len(steps) == 1 + 8
-    epochs = (tmp_path / "train_epochs.csv").read_text().splitlines()
-    assert epochs[0] == "epoch,step,train_loss,val_loss,val_accuracy" and len(epochs) == 3
+    assert json.loads((live / "metrics.json").read_text()) == metrics
+    assert 0 <= metrics["val"]["accuracy"] <= 1 and metrics["val"]["loss"] > 0
+    assert metrics["step"] == 16 and metrics["epoch"] == 2
+    # A row every 2 steps (log_every_steps) and at each epoch's end; validation at each epoch's end.
+    assert [step for step, _ in live_curve(live, "train/loss")] == [2, 4, 6, 8, 10, 12, 14, 16]
+    assert [step for step, _ in live_curve(live, "train/lr")] == [2, 4, 6, 8, 10, 12, 14, 16]
+    assert [step for step, _ in live_curve(live, "val/accuracy")] == [8, 16]
+    assert live_curve(live, "val/accuracy")[-1][1] == metrics["val"]["accuracy"]
+    assert [step for step, _ in live_curve(live, "train/epoch_loss")] == [8, 16]
+    assert sorted(live_files(live)) == [
+        "metrics.json",
+        "plots/metrics/train/epoch_loss.tsv",
+        "plots/metrics/train/loss.tsv",
+        "plots/metrics/train/lr.tsv",
+        "plots/metrics/val/accuracy.tsv",
+        "plots/metrics/val/loss.tsv",
+    ]
     assert (tmp_path / "model" / "model.safetensors").is_file()
 
     from transformers import AutoModelForSequenceClassification, pipeline
@@ -138,24 +149,25 @@ def test_train_writes_a_loadable_model_metrics_and_plots(tiny_bert, tokenized, t
 
 
 def test_training_is_reproducible(tiny_bert, tokenized, tmp_path):
-    first = train(tiny_params(tiny_bert), tokenized, tmp_path / "a", tmp_path / "a.json", tmp_path / "a")
-    second = train(tiny_params(tiny_bert), tokenized, tmp_path / "b", tmp_path / "b.json", tmp_path / "b")
+    first = train(tiny_params(tiny_bert), tokenized, tmp_path / "a", tmp_path / "a-live")
+    second = train(tiny_params(tiny_bert), tokenized, tmp_path / "b", tmp_path / "b-live")
     timing = {"train_runtime_s", "train_samples_per_s"}
     assert {k: v for k, v in first.items() if k not in timing} == {k: v for k, v in second.items() if k not in timing}
+    curves = {name: text for name, text in live_files(tmp_path / "a-live").items() if name != "metrics.json"}
+    assert curves == {name: text for name, text in live_files(tmp_path / "b-live").items() if name != "metrics.json"}
     assert (tmp_path / "a" / "model.safetensors").read_bytes() == (tmp_path / "b" / "model.safetensors").read_bytes()
+    assert (tmp_path / "a" / "README.md").read_text() == (tmp_path / "b" / "README.md").read_text()  # the card
 
 
 def test_tiny_model_learns_the_toy_task(tiny_bert, tokenized, tmp_path):
-    metrics = train(tiny_params(tiny_bert, epochs=6, lr=2e-3), tokenized, tmp_path / "m", tmp_path / "m.json", tmp_path)
-    assert metrics["val_accuracy"] >= 0.9
+    metrics = train(tiny_params(tiny_bert, epochs=6, lr=2e-3), tokenized, tmp_path / "m", tmp_path / "live")
+    assert metrics["val"]["accuracy"] >= 0.9
 
 
 def test_distilbert_architecture_trains_too(tiny_distilbert, glue_dir, tmp_path):
     download(DataConfig(path=str(glue_dir), config=None), tmp_path / "raw")
     tokenize(ModelConfig(name=str(tiny_distilbert)), TokenizeConfig(max_length=32), tmp_path / "raw", tmp_path / "tok")
-    metrics = train(
-        tiny_params(tiny_distilbert, epochs=1), tmp_path / "tok", tmp_path / "m", tmp_path / "m.json", tmp_path
-    )
+    metrics = train(tiny_params(tiny_distilbert, epochs=1), tmp_path / "tok", tmp_path / "m", tmp_path / "live")
     assert metrics["steps"] == 8
 
 
@@ -173,7 +185,7 @@ def test_cache_from_another_tokenizer_is_refused(tokenized, tmp_path, tokenizer)
     with pytest.raises(
         PipelineError, match=r"tokenized cache was made with the tokenizer of .*\(rerun the tokenize stage"
     ):
-        train(tiny_params(other), tokenized, tmp_path / "m", tmp_path / "m.json", tmp_path)
+        train(tiny_params(other), tokenized, tmp_path / "m", tmp_path / "live")
     assert not (tmp_path / "m").exists()
 
 
@@ -186,9 +198,9 @@ def test_logged_loss_is_the_mean_of_the_steps_since_the_last_row(tiny_bert, toke
     monkeypatch.setattr(
         training, "train_step", lambda *a: losses.append(real_step(*a).item()) or torch.tensor(losses[-1])
     )
-    train(tiny_params(tiny_bert, log_every_steps=3), tokenized, tmp_path / "m", tmp_path / "m.json", tmp_path)
-    rows = [line.split(",") for line in (tmp_path / "train_steps.csv").read_text().splitlines()[1:]]
-    assert [int(r[0]) for r in rows] == [3, 6, 8, 9, 12, 15, 16]
+    train(tiny_params(tiny_bert, log_every_steps=3), tokenized, tmp_path / "m", tmp_path / "live")
+    rows = live_curve(tmp_path / "live", "train/loss")
+    assert [step for step, _ in rows] == [3, 6, 8, 9, 12, 15, 16]
     bounds = [0, 3, 6, 8, 9, 12, 15, 16]
-    for row, start, end in zip(rows, bounds, bounds[1:]):
-        assert float(row[2]) == pytest.approx(sum(losses[start:end]) / (end - start), abs=1e-5)
+    for (_, loss), start, end in zip(rows, bounds, bounds[1:]):
+        assert loss == pytest.approx(sum(losses[start:end]) / (end - start), abs=1e-5)

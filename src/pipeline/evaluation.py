@@ -21,7 +21,7 @@ from pipeline.data import EVAL_SPLIT, read_info, read_split
 from pipeline.errors import PipelineError
 from pipeline.modeling import load_finetuned
 from pipeline.outputs import write_csv_atomic, write_json_atomic
-from pipeline.parallel import pick_device
+from pipeline.parallel import limit_cpu_threads, pick_device
 from pipeline.precision import autocast_for, precision_on
 from pipeline.tokenization import TokenizedSplit, load_split, read_meta
 from pipeline.uncertainty import bootstrap_interval, calibration
@@ -156,6 +156,7 @@ def evaluate_model(
             f"{raw_dir} and {tokenized_dir} hold different validation splits "
             f"({len(texts)} and {len(split)} examples); rerun: dvc repro"
         )
+    limit_cpu_threads()
     device = pick_device()
     model.to(device)
     precision = precision_on(cfg.precision, device, key="evaluate.precision")

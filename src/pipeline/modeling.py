@@ -132,8 +132,11 @@ def load_finetuned(folder: str | Path):
         ) from None
 
 
-def save_finetuned(model, tokenizer, folder: str | Path) -> None:
-    """``save_pretrained`` model (safetensors) and tokenizer into ``folder``, all at once or not at all."""
+def save_finetuned(model, tokenizer, folder: str | Path, card=None) -> None:
+    """``save_pretrained`` model (safetensors), tokenizer and model card (a ``huggingface_hub.ModelCard``,
+    saved as README.md) into ``folder``, all at once or not at all."""
     with atomic_directory(folder) as staging:
         model.save_pretrained(staging)  # safetensors: the format transformers writes by default
         tokenizer.save_pretrained(staging)
+        if card is not None:
+            card.save(staging / "README.md")

@@ -34,6 +34,26 @@ def usable_cpu_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+# The CPU threads each stage process computes with. `dvc queue start -j N` runs N experiments at
+# once; each given cores/N threads, they share the cores instead of fighting over them (docs/scaling.md).
+THREADS_VARIABLE = "PIPELINE_CPU_THREADS"
+
+
+def limit_cpu_threads() -> int:
+    """Apply ``PIPELINE_CPU_THREADS`` to torch's CPU threads when it is set; return the threads in use."""
+    value = os.environ.get(THREADS_VARIABLE, "").strip()
+    if not value:
+        return torch.get_num_threads()
+    cores = usable_cpu_cores()
+    if not value.isdigit() or not 1 <= int(value) <= cores:
+        raise PipelineError(
+            f"{THREADS_VARIABLE}={value!r}: give a whole number of threads from 1 to {cores}, "
+            f"the CPU cores this process may use (or unset it to use them all)"
+        )
+    torch.set_num_threads(int(value))
+    return int(value)
+
+
 def check_processes(processes: int, device_preference: str) -> None:
     """Refuse more data-parallel processes than there are GPUs (on CUDA) or CPU cores, before any starts.
 
@@ -134,7 +154,8 @@ class ProcessGroup:
 
 
 def join(device_preference: str) -> ProcessGroup:
-    """Join the process group torchrun set up, or stand alone; pick this process's device."""
+    """Join the process group torchrun set up, or stand alone; pick this process's device and CPU threads."""
+    limit_cpu_threads()
     if not launched_by_torchrun() or int(os.environ["WORLD_SIZE"]) == 1:
         return ProcessGroup(device=pick_device(device_preference))
     local_rank = int(os.environ["LOCAL_RANK"])

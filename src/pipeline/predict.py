@@ -22,7 +22,7 @@ import torch
 from pipeline.data import check_utf8_files
 from pipeline.errors import PipelineError
 from pipeline.modeling import load_finetuned
-from pipeline.parallel import pick_device
+from pipeline.parallel import limit_cpu_threads, pick_device
 from pipeline.precision import autocast_for, bf16_is_native
 
 INPUT_FORMATS = {".csv": ",", ".tsv": "\t", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
@@ -109,6 +109,7 @@ def probabilities(model, tokenizer, inputs: Inputs, batch_size: int, precision: 
     """Class probabilities of every input, in input order; batches of similar length."""
     from tqdm import tqdm
 
+    limit_cpu_threads()
     device = pick_device()
     model.to(device).eval()
     if precision == "auto":

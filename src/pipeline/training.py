@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
+from dvclive import Live
 from torch.nn.parallel import DistributedDataParallel
 
 from pipeline import parallel
@@ -37,8 +38,8 @@ from pipeline.data import EVAL_SPLIT, TRAIN_SPLIT
 from pipeline.dropout import FastCpuDropout, rounded_rate
 from pipeline.errors import PipelineError
 from pipeline.evaluation import eval_loader, predict, score
+from pipeline.model_card import model_card
 from pipeline.modeling import load_pretrained_classifier, load_tokenizer, save_finetuned
-from pipeline.outputs import write_csv_atomic, write_json_atomic
 from pipeline.parallel import ProcessGroup
 from pipeline.precision import autocast_for, configure_cuda, grad_scaler_for, precision_on
 from pipeline.tokenization import load_split, read_meta, tokenizer_fingerprint
@@ -158,7 +159,7 @@ def train_step(
 
 
 class StepRow(NamedTuple):
-    """A row of ``train_steps.csv``: the mean loss of the steps since the previous row."""
+    """A logged step: the mean loss of the steps since the previous row, and the learning rate."""
 
     step: int
     epoch: int
@@ -167,7 +168,7 @@ class StepRow(NamedTuple):
 
 
 class EpochRow(NamedTuple):
-    """A row of ``train_epochs.csv``: an epoch's mean training loss and its validation results."""
+    """A logged epoch: its mean training loss and its validation results."""
 
     epoch: int
     step: int
@@ -178,25 +179,49 @@ class EpochRow(NamedTuple):
 
 @dataclass
 class TrainingLog:
-    """What the loop records: per-step loss and learning rate, per-epoch validation results."""
+    """Every row the loop has logged. It is saved in each checkpoint, so that a resumed run rewrites
+    its DVCLive folder from the rows of the checkpoint, not from whatever the killed run logged after it."""
 
     steps: list[StepRow] = field(default_factory=list)
     epochs: list[EpochRow] = field(default_factory=list)
 
-    def write(self, plots_dir: Path) -> None:
-        write_csv_atomic(
-            plots_dir / "train_steps.csv",
-            StepRow._fields,
-            [(r.step, r.epoch, f"{r.loss:.5f}", f"{r.lr:.4e}") for r in self.steps],
-        )
-        write_csv_atomic(
-            plots_dir / "train_epochs.csv",
-            EpochRow._fields,
-            [
-                (r.epoch, r.step, f"{r.train_loss:.5f}", f"{r.val_loss:.5f}", f"{r.val_accuracy:.5f}")
-                for r in self.epochs
-            ],
-        )
+
+class LiveLog:
+    """The run's curves and metrics, written with DVCLive into one folder (by rank 0 alone).
+
+    ``metrics.json`` holds the latest values and, once the run ends, its final figures; ``dvc exp
+    show`` reads it while an experiment trains. ``plots/metrics/`` has one TSV per curve, with the
+    optimizer step as x: ``train/loss``, ``train/lr`` every ``log_every_steps``; ``train/epoch_loss``,
+    ``val/loss``, ``val/accuracy`` at each epoch's end. No timestamps, so two runs write the same bytes.
+    DVCLive writes no dvc.yaml and saves no experiment: dvc.yaml declares these files itself.
+    """
+
+    def __init__(self, log_dir: Path, log: TrainingLog) -> None:
+        # resume=False empties the folder; the rows of the checkpoint (none for a fresh run) go back in.
+        self.live = Live(dir=str(log_dir), resume=False, report=None, save_dvc_exp=False, dvcyaml=None)
+        rows = sorted([*log.steps, *log.epochs], key=lambda row: (row.step, isinstance(row, EpochRow)))
+        for row in rows:
+            self.add_step(row) if isinstance(row, StepRow) else self.add_epoch(row)
+
+    def add_step(self, row: StepRow) -> None:
+        self.live.step = row.step
+        self.live.log_metric("epoch", row.epoch, plot=False)
+        self.live.log_metric("train/loss", round(row.loss, 5))
+        self.live.log_metric("train/lr", float(f"{row.lr:.4e}"))
+        self.live.next_step()
+
+    def add_epoch(self, row: EpochRow) -> None:
+        self.live.step = row.step
+        self.live.log_metric("train/epoch_loss", round(row.train_loss, 5))
+        self.live.log_metric("val/loss", round(row.val_loss, 5))
+        self.live.log_metric("val/accuracy", round(row.val_accuracy, 5))
+        self.live.next_step()
+
+    def finish(self, final: dict[str, Any]) -> dict[str, Any]:
+        """Add the run's final figures to ``metrics.json``; return all of it."""
+        self.live.summary.update(final)
+        self.live.end()
+        return self.live.summary
 
 
 @dataclass
@@ -301,6 +326,7 @@ def chunks(items: Iterable, size: int) -> Iterator[list]:
 class Run:
     """Everything the loop works with, built by :func:`set_up`."""
 
+    params: Params
     cfg: TrainConfig
     group: ProcessGroup
     model: torch.nn.Module  # the model itself, for validation and saving
@@ -319,6 +345,7 @@ class Run:
     steps_per_epoch: int
     checkpoints: CheckpointFolder | None
     state: LoopState
+    live: LiveLog | None  # rank 0's log; None on the other ranks
     resumed_from_step: int = 0  # the checkpoint's step when this process resumed a run; 0 for a fresh one
     started: float = field(default_factory=time.perf_counter)
     progress: Any = None  # the current epoch's progress bar
@@ -361,7 +388,10 @@ class Run:
         state.interval_loss.zero_()
         state.interval_steps = 0
         lr = self.scheduler.get_last_lr()[0]
-        state.log.steps.append(StepRow(state.step, epoch, mean_loss, lr))
+        row = StepRow(state.step, epoch, mean_loss, lr)
+        state.log.steps.append(row)
+        if self.live:
+            self.live.add_step(row)
         speed = state.samples * self.group.world_size / self.elapsed_s()
         self.progress.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{lr:.2e}", samples_s=f"{speed:.0f}", refresh=False)
 
@@ -380,7 +410,9 @@ class Run:
         )
         if self.group.is_main:
             val = score(predictions, n_classes=len(self.label_names))
-            state.log.epochs.append(EpochRow(epoch, state.step, train_loss, val["loss"], val["accuracy"]))
+            row = EpochRow(epoch, state.step, train_loss, val["loss"], val["accuracy"])
+            state.log.epochs.append(row)
+            self.live.add_epoch(row)
             self.group.print(
                 f"epoch {epoch}/{self.cfg.epochs}: train loss {train_loss:.4f}, validation loss "
                 f"{val['loss']:.4f}, accuracy {val['accuracy']:.4f}, {self.elapsed_s():.0f} s"
@@ -408,7 +440,9 @@ class Run:
             f"{cfg.epochs * self.steps_per_epoch:,} optimizer steps "
             f"of {per_step} examples ({cfg.batch_size} per process × {group.world_size} processes × "
             f"{cfg.grad_accum_steps} accumulated)",
-            f"device {self.device}, precision {self.precision}, lr {cfg.lr:g}, seed {cfg.seed}",
+            f"device {self.device}"
+            + (f" ({torch.get_num_threads()} threads)" if self.device.type == "cpu" else "")
+            + f", precision {self.precision}, lr {cfg.lr:g}, seed {cfg.seed}",
         ]
         rates = sorted(
             {module.p for module in self.model.modules() if isinstance(module, torch.nn.Dropout) and module.p > 0}
@@ -421,36 +455,36 @@ class Run:
         return "\n".join(f"  {line}" for line in lines)
 
 
-def run_train_stage(
-    params: Params, tokenized_dir, model_dir, metrics_path, plots_dir, checkpoint_dir=None
-) -> dict | None:
+def run_train_stage(params: Params, tokenized_dir, model_dir, log_dir, checkpoint_dir=None) -> dict | None:
     """The train stage's entry point: under torchrun when ``train.processes > 1``, else right here."""
     if not parallel.launched_by_torchrun():
         parallel.check_processes(params.train.processes, params.train.device)
     if params.train.processes > 1 and not parallel.launched_by_torchrun():
         parallel.relaunch_with_torchrun(params.train.processes)  # the workers write every output
         return None
-    return train(params, tokenized_dir, model_dir, metrics_path, plots_dir, checkpoint_dir)
+    return train(params, tokenized_dir, model_dir, log_dir, checkpoint_dir)
 
 
 def train(
     params: Params,
     tokenized_dir: str | Path,
     model_dir: str | Path,
-    metrics_path: str | Path,
-    plots_dir: str | Path,
+    log_dir: str | Path,
     checkpoint_dir: str | Path | None = None,
 ) -> dict | None:
     """Train in this process, as one of the data-parallel workers if torchrun started it as one.
 
-    Returns the metrics on rank 0 (the one process that writes outputs) and None on the others.
+    ``log_dir`` gets the DVCLive folder (:class:`LiveLog`). Returns the contents of its
+    ``metrics.json`` on rank 0 (the one process that writes outputs) and None on the others.
     """
     group = parallel.join(params.train.device)
     try:
-        run = set_up(params, group, Path(tokenized_dir), Path(checkpoint_dir) if checkpoint_dir else None)
+        run = set_up(
+            params, group, Path(tokenized_dir), Path(log_dir), Path(checkpoint_dir) if checkpoint_dir else None
+        )
         group.print(run.summary())
         train_loop(run)
-        return wrap_up(run, Path(model_dir), Path(metrics_path), Path(plots_dir))
+        return wrap_up(run, Path(model_dir))
     finally:
         parallel.leave(group)
 
@@ -485,7 +519,7 @@ def train_loop(run: Run) -> None:
             run.save_checkpoint()
 
 
-def set_up(params: Params, group: ProcessGroup, tokenized_dir: Path, checkpoint_dir: Path | None) -> Run:
+def set_up(params: Params, group: ProcessGroup, tokenized_dir: Path, log_dir: Path, checkpoint_dir: Path | None) -> Run:
     """Seeds, data, model, optimizer, schedule, the checkpoint to resume from, and data-parallel wrapping."""
     cfg, device = params.train, group.device
     configure_cuda(device, cfg.deterministic, cfg.tf32)
@@ -533,7 +567,9 @@ def set_up(params: Params, group: ProcessGroup, tokenized_dir: Path, checkpoint_
     if found is not None:
         state = LoopState.from_checkpoint(found.restore(model, optimizer, scheduler, scaler, group.rank, device))
         group.print(f"resuming from {found.folder}: epoch {state.epoch}, step {state.step}")
+    live = LiveLog(log_dir, state.log) if group.is_main else None
     return Run(
+        params=params,
         cfg=cfg,
         group=group,
         model=model,
@@ -553,35 +589,34 @@ def set_up(params: Params, group: ProcessGroup, tokenized_dir: Path, checkpoint_
         steps_per_epoch=steps_per_epoch,
         checkpoints=checkpoints,
         state=state,
+        live=live,
         resumed_from_step=state.step,
     )
 
 
-def wrap_up(run: Run, model_dir: Path, metrics_path: Path, plots_dir: Path) -> dict | None:
-    """Save the model, the training curves and the run's metrics (rank 0); mark the checkpoints finished."""
+def wrap_up(run: Run, model_dir: Path) -> dict | None:
+    """Save the model and the run's final figures (rank 0); mark the checkpoints finished."""
     state, group = run.state, run.group
     runtime = run.elapsed_s()
     counts = torch.tensor([state.samples, state.real_tokens, state.padded_tokens], dtype=torch.float64)
     samples, real_tokens, padded_tokens = (int(total) for total in sum(group.all_gather(counts)))
     if not group.is_main:
         return None
-    save_finetuned(run.model.cpu(), run.tokenizer, model_dir)
-    state.log.write(plots_dir)
     last = state.log.epochs[-1]
-    metrics = {
-        "epochs": run.cfg.epochs,
-        "steps": state.step,
-        "train_loss": round(last.train_loss, 6),
-        "val_loss": round(last.val_loss, 6),
-        "val_accuracy": round(last.val_accuracy, 6),
-        "train_runtime_s": round(runtime, 1),
-        "train_samples_per_s": round(samples / runtime, 1),
-        "padding_fraction": round(1 - real_tokens / padded_tokens, 4),
-        # How this process got there: a resumed run ran only the steps after its checkpoint.
-        "resumed_from_step": run.resumed_from_step,
-        "steps_run": state.step - run.resumed_from_step,
-    }
-    write_json_atomic(metrics_path, metrics)
+    card = model_card(run.params, run.label_names, last.val_accuracy, last.val_loss)
+    save_finetuned(run.model.cpu(), run.tokenizer, model_dir, card)
+    metrics = run.live.finish(
+        {
+            "epochs": run.cfg.epochs,
+            "steps": state.step,
+            "train_runtime_s": round(runtime, 1),
+            "train_samples_per_s": round(samples / runtime, 1),
+            "padding_fraction": round(1 - real_tokens / padded_tokens, 4),
+            # How this process got there: a resumed run ran only the steps after its checkpoint.
+            "resumed_from_step": run.resumed_from_step,
+            "steps_run": state.step - run.resumed_from_step,
+        }
+    )
     if run.checkpoints:
         run.checkpoints.finish(state.step)
     return metrics

@@ -1,0 +1,126 @@
+"""The model card: ``README.md`` in the saved model folder, with the metadata the Hugging Face Hub reads.
+
+``huggingface_hub``'s ``ModelCardData`` writes the YAML header (base model, data set, task, class
+names, the base model's license, ``model-index`` with the validation results), so that
+``ModelCard.load(folder)`` parses it and the Hub shows the results. The body says how to use the model
+and how it was made: the params, the git revision and the command. Nothing in it depends on the time
+or the machine, so the same run writes the same card.
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from pipeline.config import Params
+from pipeline.hub import looks_local
+
+
+def base_model_license(model_name: str) -> str | None:
+    """The license the base model's own card declares, if the card can be read (from the cache offline)."""
+    local = Path(model_name).expanduser()
+    try:
+        card = ModelCard.load(local / "README.md" if local.is_dir() else model_name)
+    except (OSError, ValueError):  # no card, or none in the cache: the license is left out, not guessed
+        return None
+    return card.data.license
+
+
+# What the training run is made of. Committing outputs (dvc.lock, metrics/) does not change the revision
+# of these, so a rerun of the same code and params writes the same card.
+SOURCES = ("src", "stages", "params.yaml", "dvc.yaml", "pyproject.toml")
+
+
+def git_revision() -> str | None:
+    """The latest commit that changed the code or params (:data:`SOURCES`); None outside a git repository."""
+    try:
+        done = subprocess.run(
+            ["git", "log", "-1", "--format=%H", "--", *SOURCES], capture_output=True, text=True, check=True
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return done.stdout.strip() or None
+
+
+def model_card(
+    params: Params, label_names: list[str], val_accuracy: float, val_loss: float, command: str | None = None
+) -> ModelCard:
+    """The card of a model fine-tuned with ``params``, with its final validation results."""
+    data, base = params.data, params.model.name
+    hub_dataset = not looks_local(data.path) and not data.files
+    dataset_name = f"{data.path} ({data.config})" if data.config else data.path
+    name = f"{Path(base).name}-finetuned-{Path(data.config or data.path).name}"
+    results = [
+        EvalResult(
+            task_type="text-classification",
+            task_name="Text Classification",
+            dataset_type=data.path,
+            dataset_name=dataset_name,
+            dataset_config=data.config,
+            dataset_split=data.eval_split,
+            metric_type=metric,
+            metric_name=metric.capitalize(),
+            metric_value=value,
+        )
+        for metric, value in (("accuracy", round(val_accuracy, 6)), ("loss", round(val_loss, 6)))
+    ]
+    card_data = ModelCardData(
+        model_name=name,
+        base_model=None if looks_local(base) else base,
+        datasets=[data.path] if hub_dataset else None,
+        license=base_model_license(base),
+        library_name="transformers",
+        pipeline_tag="text-classification",
+        tags=["text-classification", "dvc", "fine-tuned"],
+        eval_results=results,
+        class_names=list(label_names),
+    )
+    command = command or shlex.join(["python", *sys.argv])
+    revision = git_revision()
+    recipe = yaml.safe_dump(
+        {key: params.to_dict()[key] for key in ("data", "model", "tokenize", "train")}, sort_keys=False
+    )
+    classes = ", ".join(f"`{label}`" for label in label_names)
+    body = f"""
+# {name}
+
+`{base}` fine-tuned for text classification on {dataset_name} by a DVC pipeline with a
+hand-written PyTorch training loop. Classes ({len(label_names)}): {classes}.
+
+## Results
+
+On the `{data.eval_split}` split, after the last epoch: accuracy **{val_accuracy:.4f}**, loss {val_loss:.4f}.
+The evaluate stage's `metrics/eval.json` adds intervals, F1 and calibration.
+
+## Use
+
+```python
+from transformers import pipeline
+
+classify = pipeline("text-classification", model="path/to/this/folder")
+classify("a gorgeous, witty, seductive movie.")
+```
+
+or `python -m pipeline predict --model path/to/this/folder "some text"`.
+
+## How it was made
+
+Git revision: `{revision or "not in a git repository"}` (the latest commit of the code and params;
+uncommitted changes, such as `dvc exp run -S`, show in the params below). Command (run by `dvc repro`):
+
+```bash
+{command}
+```
+
+Params (`params.yaml`):
+
+```yaml
+{recipe.rstrip()}
+```
+"""
+    return ModelCard(f"---\n{card_data.to_yaml()}\n---\n{body}")
