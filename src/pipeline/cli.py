@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         "--precision",
         default="auto",
         choices=["auto", "fp32", "bf16", "fp16"],
-        help="auto: bf16 where the hardware has it natively, else fp32",
+        help="auto: bf16 on a GPU with native bf16, else fp32 (faster on CPUs without AMX; docs/speed.md)",
     )
     predict.add_argument("--params", default="params.yaml", help="for the default text column(s)")
     args = parser.parse_args(argv)
