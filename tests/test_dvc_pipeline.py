@@ -395,3 +395,39 @@ def test_a_fresh_clone_pulls_from_the_remote_instead_of_retraining(project, tmp_
     run(upstream, "git", "tag", "-a", "classifier@v0.1.0", "-m", "Registering artifact classifier version v0.1.0")
     run(tmp_path, "dvc", "artifacts", "get", str(upstream), "classifier", "-o", str(tmp_path / "got"))
     assert (tmp_path / "got" / "model.safetensors").read_bytes() == (project / weights).read_bytes()
+
+
+def test_dvc_exp_show_shows_a_running_experiment_at_its_latest_step(project):
+    """DVCLive rewrites metrics/train/metrics.json at every logged step, and `dvc exp show` reads it."""
+
+    def workspace_step() -> int | None:
+        rows = json.loads(run(project, "dvc", "exp", "show", "--json").stdout)
+        (workspace,) = [row for row in rows if row["rev"] == "workspace"]
+        metrics = (workspace.get("data") or {}).get("metrics") or {}
+        return metrics.get("metrics/train/metrics.json", {}).get("data", {}).get("step")
+
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    total_steps = 60 * 6  # 60 epochs of 6 steps: long enough to look at it while it trains
+    experiment = subprocess.Popen(
+        ["dvc", "exp", "run", "-S", "train.epochs=60", "-S", "train.log_every_steps=1"],
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        seen = []
+        while experiment.poll() is None:
+            step = workspace_step()
+            if experiment.poll() is None and step is not None and step != 6:  # 6: the committed run's
+                seen.append(step)
+            time.sleep(0.5)
+        output = experiment.stdout.read()
+        assert experiment.returncode == 0, output
+        assert any(0 < step < total_steps for step in seen), (seen, output)
+        assert workspace_step() == total_steps
+    finally:
+        run(project, "git", "checkout", "--", ".")
+        run(project, "dvc", "checkout", "--quiet")
+    assert stages_that_would_run(project) == []
