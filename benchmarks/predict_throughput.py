@@ -2,7 +2,9 @@
 
 - ``transformers.pipeline("text-classification")`` at its defaults (one text at a time);
 - ``pipeline()`` with ``batch_size`` (it pads each batch to its longest text, in input order);
-- this project's predictor (``python -m pipeline predict``): length-grouped batches, fp32 and bf16.
+- this project's predictor (``python -m pipeline predict``): length-grouped batches, fp32 and bf16;
+- the same with ``--backend onnx``: the export stage's fp32 ONNX model in onnxruntime, and its int8
+  dynamic quantization (made here from that fp32 model when the stage left it out).
 
 Each is timed on the same texts after a warm-up, model loading excluded; the table gives sentences
 per second and the speed-up over ``pipeline()`` at its defaults. It also counts, on the validation
@@ -30,7 +32,8 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from pipeline.predict import Inputs, load_classifier, probabilities  # noqa: E402
+from pipeline.onnx_export import FP32_FILE, INT8_FILE, onnx_classifier, quantize_int8  # noqa: E402
+from pipeline.predict import Inputs, load_torch_model, probabilities, torch_classifier  # noqa: E402
 
 
 def timed(function, repeats: int):
@@ -46,6 +49,7 @@ def timed(function, repeats: int):
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=ROOT / "models" / "classifier")
+    parser.add_argument("--onnx", type=Path, default=ROOT / "models" / "onnx", help="the export stage's folder")
     parser.add_argument("--raw", type=Path, default=ROOT / "data" / "raw")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=2)
@@ -59,7 +63,7 @@ def main() -> int:
     texts = [*validation["text"], *test["text"]]
     n_val = len(validation)
     truth = validation["label"].to_numpy()
-    model, tokenizer = load_classifier(args.model)
+    model, tokenizer = load_torch_model(args.model)
     label_ids = {name: i for i, name in model.config.id2label.items()}
     inputs = Inputs(texts=texts, pairs=None, source="benchmark")
     warm = Inputs(texts=texts[:64], pairs=None, source="benchmark")
@@ -78,16 +82,27 @@ def main() -> int:
     print(f"{len(texts)} sentences ({n_val} validation + {len(test)} test), {torch.get_num_threads()} threads")
     runs["pipeline(), defaults"] = with_pipeline(None)
     runs[f"pipeline(), batch_size={args.batch_size}"] = with_pipeline(args.batch_size)
-    for precision in ("fp32", "bf16"):
-        probabilities(model, tokenizer, warm, args.batch_size, precision, progress=False)
-        probs, seconds = timed(
-            lambda p=precision: probabilities(model, tokenizer, inputs, args.batch_size, p, progress=False),
-            args.repeats,
-        )
-        runs[f"predict, {precision}"] = (probs.argmax(axis=1), seconds)
+    with tempfile.TemporaryDirectory() as scratch:
+        int8_dir = args.onnx
+        if not (args.onnx / INT8_FILE).is_file():  # left out by the export stage's checks: measure it anyway
+            int8_dir = Path(scratch)
+            quantize_int8(args.onnx / FP32_FILE, int8_dir / INT8_FILE)
+        predictors = {
+            "predict, fp32": torch_classifier(model, tokenizer, "fp32"),
+            "predict, bf16": torch_classifier(model, tokenizer, "bf16"),
+            "predict --backend onnx, fp32": onnx_classifier(args.onnx, FP32_FILE, model.config, tokenizer),
+            "predict --backend onnx, int8": onnx_classifier(int8_dir, INT8_FILE, model.config, tokenizer),
+        }
+        for name, classifier in predictors.items():
+            probabilities(classifier, warm, args.batch_size, progress=False)
+            probs, seconds = timed(
+                lambda c=classifier: probabilities(c, inputs, args.batch_size, progress=False), args.repeats
+            )
+            runs[name] = (probs.argmax(axis=1), seconds)
 
     reference = runs["predict, fp32"][0][:n_val]
     base = len(texts) / runs["pipeline(), defaults"][1]
+    eager_speed = len(texts) / runs["predict, fp32"][1]
     rows = []
     for name, (labels, seconds) in runs.items():
         speed = len(texts) / seconds
@@ -97,33 +112,40 @@ def main() -> int:
                 "seconds": round(seconds, 2),
                 "sentences_per_s": round(speed, 1),
                 "speedup": round(speed / base, 2),
+                "vs_predict_fp32": round(speed / eager_speed, 2),
                 "val_labels_differing_from_fp32": int((labels[:n_val] != reference).sum()),
                 "val_accuracy": round(float((labels[:n_val] == truth).mean()), 6),
             }
         )
 
+    whole = {}
     with tempfile.TemporaryDirectory() as scratch:  # the whole command, as a user runs it
         source = Path(scratch) / "sentences.parquet"
         pd.DataFrame({"sentence": texts}).to_parquet(source)
-        command = [sys.executable, "-m", "pipeline", "predict", "--model", str(args.model), "--input", str(source)]
-        command += ["--output", str(Path(scratch) / "labels.csv")]
-        started = time.perf_counter()
-        subprocess.run(command, check=True, capture_output=True, cwd=ROOT)
-        whole = time.perf_counter() - started
-    print(f"\n{'run':<30} {'seconds':>8} {'sentences/s':>12} {'speed-up':>9} {'val labels ≠ fp32':>18} {'val acc':>8}")
+        for backend, model_dir in (("torch", args.model), ("onnx", args.onnx)):
+            command = [sys.executable, "-m", "pipeline", "predict", "--backend", backend, "--model", str(model_dir)]
+            command += ["--input", str(source), "--output", str(Path(scratch) / f"labels-{backend}.csv")]
+            started = time.perf_counter()
+            subprocess.run(command, check=True, capture_output=True, cwd=ROOT)
+            whole[backend] = round(time.perf_counter() - started, 1)
+    print(
+        f"\n{'run':<30} {'seconds':>8} {'sentences/s':>12} {'× pipeline()':>13} {'× predict fp32':>15} "
+        f"{'val labels ≠ fp32':>18} {'val acc':>8}"
+    )
     for row in rows:
         print(
-            f"{row['run']:<30} {row['seconds']:>8.2f} {row['sentences_per_s']:>12.1f} {row['speedup']:>8.2f}× "
-            f"{row['val_labels_differing_from_fp32']:>18} {row['val_accuracy']:>8.4f}"
+            f"{row['run']:<30} {row['seconds']:>8.2f} {row['sentences_per_s']:>12.1f} {row['speedup']:>12.2f}× "
+            f"{row['vs_predict_fp32']:>14.2f}× {row['val_labels_differing_from_fp32']:>18} {row['val_accuracy']:>8.4f}"
         )
-    print(
-        f"\nthe whole command (start, model load, {len(texts)} sentences, CSV written): {whole:.1f} s "
-        f"= {len(texts) / whole:.0f} sentences/s"
-    )
+    for backend, seconds in whole.items():
+        print(
+            f"the whole command, --backend {backend} (start, model load, {len(texts)} sentences, CSV written): "
+            f"{seconds:.1f} s = {len(texts) / seconds:.0f} sentences/s"
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
         json.dumps(
-            {"sentences": len(texts), "threads": torch.get_num_threads(), "rows": rows, "command_s": round(whole, 1)},
+            {"sentences": len(texts), "threads": torch.get_num_threads(), "rows": rows, "command_s": whole},
             indent=2,
         )
         + "\n"

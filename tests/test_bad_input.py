@@ -37,6 +37,7 @@ SCRIPTS = {
     "train": "train_model.py",
     "evaluate": "evaluate_model.py",
     "predict": None,  # python -m pipeline predict, with the case's arguments (Project.argv)
+    "export": "export_onnx.py",
 }
 # What each stage writes with its default arguments (dvc.yaml's outs): a failed run must leave these alone.
 OUTPUTS = {
@@ -66,6 +67,7 @@ OUTPUTS = {
         "metrics/per_class.csv",
     ],
     "predict": [],
+    "export": ["models/onnx/model.onnx", "metrics/export.json"],
 }
 # Most rows run in-process (a new interpreter costs seconds of imports); these few run the stage
 # script in a real process, to show that the entry points behave the same.
@@ -644,6 +646,35 @@ def _(project):
     project.classifier()
     (project.root / "labels.csv").write_text("text,label\nlabels a user made earlier,positive\n")
     project.argv = ["--model", "./classifier", "--output", "labels.csv", "a gorgeous film"]
+
+
+@case("predict-onnx-not-exported")
+def _(project):
+    project.argv = ["--backend", "onnx", "a gorgeous film"]
+
+
+@case("predict-int8-without-onnx")
+def _(project):
+    project.classifier()
+    project.argv = ["--model", "./classifier", "--precision", "int8", "a gorgeous film"]
+
+
+@case("predict-int8-not-shipped")
+def _(project):
+    project.classifier()
+    shutil.copytree(project.root / "classifier", project.root / "models" / "onnx")
+    (project.root / "models" / "onnx" / "model.onnx").write_bytes(b"the fp32 model alone: int8 failed its checks")
+    project.argv = ["--backend", "onnx", "--precision", "int8", "a gorgeous film"]
+
+
+@case("export-before-train")
+def _(project):
+    project.copy_prepared("data/raw")
+
+
+@case("params-export-tolerance")
+def _(project):
+    project.params({"export": {"fp32_tolerance": 0}})
 
 
 # -- the tests ---------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ PROJECT_FILES = [
     "src",
 ]
 RUN_DETAILS = ("train_runtime_s", "train_samples_per_s", "resumed_from_step", "steps_run")
-ALL_STAGES = ["download", "tokenize", "train", "evaluate", "predict"]
+ALL_STAGES = ["download", "tokenize", "train", "evaluate", "predict", "export"]
 
 
 def run(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -120,11 +120,12 @@ def test_nothing_changed_is_a_no_op(project):
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        ({"train__lr": 3e-4}, ["train", "evaluate", "predict"]),
+        ({"train__lr": 3e-4}, ["train", "evaluate", "predict", "export"]),
         # The same weights come out (no tiny sentence reaches 24 tokens), but the model card records
-        # the params, so the model folder changes and predict reruns.
-        ({"tokenize__max_length": 24}, ["tokenize", "train", "evaluate", "predict"]),
+        # the params, so the model folder changes and predict and export rerun.
+        ({"tokenize__max_length": 24}, ["tokenize", "train", "evaluate", "predict", "export"]),
         ({"evaluate__batch_size": 4}, ["evaluate"]),  # not predict: it reads the model, not evaluate.*
+        ({"export__int8_min_agreement": 0.9}, ["export"]),
         ({"train__checkpoint_every_steps": 5}, []),  # how often a run is saved changes nothing it computes
         ({"data__max_train_samples": 40}, ALL_STAGES),
         # How files are read is the download stage's; Parquet has no quotes, so its output and all after it stand.
@@ -335,7 +336,7 @@ def test_two_clean_runs_give_identical_bytes(project):
     def fingerprint() -> dict:
         files = [
             p
-            for folder in ("data/raw", "data/tokenized", "models/classifier")
+            for folder in ("data/raw", "data/tokenized", "models/classifier", "models/onnx")
             for p in sorted((project / folder).rglob("*"))
         ]
         found = {str(p.relative_to(project)): p.read_bytes() for p in files if p.is_file()}
@@ -345,6 +346,7 @@ def test_two_clean_runs_give_identical_bytes(project):
             "predictions.csv",
             "calibration.csv",
             "misclassified.csv",
+            "export.json",
         ):
             found[name] = (project / "metrics" / name).read_bytes()
         found.update(live_files(project / "metrics" / "train" / "plots"))

@@ -78,22 +78,33 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         help="the input file's text column, twice for a pair (default: data.text_columns of params.yaml)",
     )
-    predict.add_argument("--model", default="models/classifier", help="a fine-tuned model folder")
+    predict.add_argument(
+        "--model", help="a fine-tuned model folder (default: models/classifier, or models/onnx with --backend onnx)"
+    )
+    predict.add_argument(
+        "--backend",
+        default="torch",
+        choices=["torch", "onnx"],
+        help="onnx: the export stage's model in onnxruntime (int8 where it passed its checks; docs/speed.md)",
+    )
     predict.add_argument("--output", help="write here instead of stdout; the suffix names the format")
     predict.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
     predict.add_argument("--batch-size", type=int, default=64)
     predict.add_argument(
         "--precision",
         default="auto",
-        choices=["auto", "fp32", "bf16", "fp16"],
-        help="auto: bf16 on a GPU with native bf16, else fp32 (faster on CPUs without AMX; docs/speed.md)",
+        choices=["auto", "fp32", "bf16", "fp16", "int8"],
+        help="auto: bf16 on a GPU with native bf16, else fp32 (faster on CPUs without AMX); "
+        "with --backend onnx: int8 where the export stage shipped it, else fp32",
     )
     predict.add_argument("--params", default="params.yaml", help="for the default text column(s)")
     args = parser.parse_args(argv)
     if args.command == "predict":
-        from pipeline.predict import predict_command
+        from pipeline.predict import load_classifier, predict_command
 
-        run_stage(args.params, lambda params: predict_command(args, list(params.data.text_columns)))
+        if args.backend == "onnx":
+            from pipeline.onnx_export import load_onnx_classifier as load_classifier
+        run_stage(args.params, lambda params: predict_command(args, list(params.data.text_columns), load_classifier))
     if args.command == "validate":
         run_stage(args.params, lambda params: params.to_dict())
     elif args.command == "check":

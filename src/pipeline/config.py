@@ -187,12 +187,31 @@ class EvaluateConfig:
 
 
 @dataclass(frozen=True)
+class ExportConfig:
+    # The fp32 ONNX model's logits may differ from eager PyTorch's by this much at most, on any
+    # validation example and class; measured: 7.7e-6 on MiniLM (docs/speed.md).
+    fp32_tolerance: float = 1e-4
+    quantize: bool = True  # try int8 dynamic quantization; it is shipped only if it passes both checks below
+    int8_min_agreement: float = 0.995  # the share of validation labels int8 must give as eager PyTorch does
+    int8_max_accuracy_drop: float = 0.003  # the validation accuracy int8 may lose against eager (0.003: 0.3 points)
+
+    def check(self) -> None:
+        if not 0 < self.fp32_tolerance < 1:
+            raise _invalid("export.fp32_tolerance", self.fp32_tolerance, "a number in (0, 1), e.g. 1e-4")
+        if not 0 <= self.int8_min_agreement <= 1:
+            raise _invalid("export.int8_min_agreement", self.int8_min_agreement, "a number in [0, 1]")
+        if not 0 <= self.int8_max_accuracy_drop <= 1:
+            raise _invalid("export.int8_max_accuracy_drop", self.int8_max_accuracy_drop, "a number in [0, 1]")
+
+
+@dataclass(frozen=True)
 class Params:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     tokenize: TokenizeConfig = field(default_factory=TokenizeConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """The params as params.yaml writes them: lists, not tuples."""

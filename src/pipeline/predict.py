@@ -4,17 +4,21 @@ Texts come as arguments, as lines on stdin, or as a column (two for a sentence-p
 TSV, JSON Lines or Parquet file. Each gets its ``label``, the ``score`` (that label's probability) and
 one probability per class, in input order: JSON Lines on stdout, or a file in the format its suffix
 names, written all at once. Batches are grouped by length (little padding); on a GPU with native
-bf16 they run under bf16 autocast, on a CPU in fp32 (``--precision`` chooses).
+bf16 they run under bf16 autocast, on a CPU in fp32 (``--precision`` chooses). ``--backend onnx``
+runs the export stage's ONNX model with onnxruntime instead (``pipeline.onnx_export``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import io
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -87,7 +91,28 @@ def check_texts(inputs: Inputs) -> None:
                 raise PipelineError(f"{inputs.source} {row} is empty: every input needs text (remove it or fill it)")
 
 
-def load_classifier(folder: Path):
+@dataclass(frozen=True)
+class Classifier:
+    """What labelling needs from a fine-tuned model, whichever runtime runs it."""
+
+    config: Any  # the model's transformers config: num_labels, id2label
+    tokenizer: Any
+    logits: Callable[[dict[str, np.ndarray]], np.ndarray]  # a padded batch -> (batch, classes) fp32 logits
+    max_length: int
+
+
+def load_classifier(folder: Path, precision: str = "auto") -> Classifier:
+    """The fine-tuned model in ``folder``, run by PyTorch; ``precision`` as :func:`torch_classifier` takes it.
+
+    The export stage's ONNX folder is loaded by :func:`pipeline.onnx_export.load_onnx_classifier` instead.
+    """
+    if precision == "int8":
+        raise PipelineError("--precision int8 runs the exported model: add --backend onnx (dvc repro export)")
+    model, tokenizer = load_torch_model(folder)
+    return torch_classifier(model, tokenizer, precision)
+
+
+def load_torch_model(folder: Path):
     """The fine-tuned model and its tokenizer; a folder that holds no sequence classifier is refused."""
     from transformers import AutoConfig, AutoTokenizer
     from transformers.utils import logging as transformers_logging
@@ -104,23 +129,47 @@ def load_classifier(folder: Path):
     return load_finetuned(folder), AutoTokenizer.from_pretrained(folder)
 
 
-@torch.no_grad()
-def probabilities(model, tokenizer, inputs: Inputs, batch_size: int, precision: str, progress: bool) -> np.ndarray:
-    """Class probabilities of every input, in input order; batches of similar length."""
-    from tqdm import tqdm
-
+def torch_classifier(model, tokenizer, precision: str = "auto", device: str = "auto") -> Classifier:
+    """``model`` run by PyTorch on ``device`` (auto: a GPU if there is one), in eval mode, under autocast
+    for ``precision``: ``auto`` (bf16 on a GPU with native bf16, else fp32), ``fp32``, ``bf16`` or ``fp16``."""
     limit_cpu_threads()
-    device = pick_device()
+    device = pick_device(device)
     model.to(device).eval()
     if precision == "auto":
         # On a CPU without bf16 matrix units (AMX), bf16 autocast labels more slowly than fp32:
         # 240 against 407 sentences/s on an AVX-512 BF16 Xeon (benchmarks/predict_throughput.py).
         precision = "bf16" if device.type == "cuda" and bf16_is_native(device) else "fp32"
     autocast = autocast_for(precision, device, key="--precision")
-    max_length = min(tokenizer.model_max_length, getattr(model.config, "max_position_embeddings", 512))
-    encoded = tokenizer(inputs.texts, inputs.pairs, truncation=True, max_length=max_length)
+    accepted = accepted_inputs(model)
+
+    @torch.no_grad()
+    def logits(batch: dict[str, np.ndarray]) -> np.ndarray:
+        tensors = {key: torch.from_numpy(value).to(device) for key, value in batch.items() if key in accepted}
+        with autocast:
+            out = model(**tensors).logits
+        return out.float().cpu().numpy()
+
+    return Classifier(model.config, tokenizer, logits, input_limit(model.config, tokenizer))
+
+
+def input_limit(config, tokenizer) -> int:
+    """The most tokens a text may have: the tokenizer's limit or the model's positions, whichever is less."""
+    return min(tokenizer.model_max_length, getattr(config, "max_position_embeddings", 512))
+
+
+def accepted_inputs(model) -> set[str]:
+    """The tokenizer outputs that ``model`` takes: a BERT tokenizer's token_type_ids are no DistilBERT input."""
+    return set(inspect.signature(model.forward).parameters)
+
+
+def all_logits(classifier: Classifier, inputs: Inputs, batch_size: int, progress: bool) -> np.ndarray:
+    """Logits of every input, in input order; batches of similar length."""
+    from tqdm import tqdm
+
+    tokenizer = classifier.tokenizer
+    encoded = tokenizer(inputs.texts, inputs.pairs, truncation=True, max_length=classifier.max_length)
     order = np.argsort([len(ids) for ids in encoded["input_ids"]], kind="stable")
-    result = np.empty((len(order), model.config.num_labels), dtype=np.float32)
+    result = np.empty((len(order), classifier.config.num_labels), dtype=np.float32)
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     bar = tqdm(
         batches,
@@ -132,15 +181,18 @@ def probabilities(model, tokenizer, inputs: Inputs, batch_size: int, precision: 
     )
     for batch in bar:
         features = [{key: encoded[key][i] for key in encoded} for i in batch]
-        tensors = tokenizer.pad(features, return_tensors="pt")
-        with autocast:
-            logits = model(**{key: value.to(device) for key, value in tensors.items()}).logits
-        result[batch] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+        result[batch] = classifier.logits(dict(tokenizer.pad(features, return_tensors="np")))
     return result
 
 
-def rows(model, probs: np.ndarray, inputs: Inputs) -> list[dict]:
-    names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+def probabilities(classifier: Classifier, inputs: Inputs, batch_size: int, progress: bool) -> np.ndarray:
+    """Class probabilities of every input, in input order."""
+    logits = all_logits(classifier, inputs, batch_size, progress)
+    return torch.softmax(torch.from_numpy(logits), dim=-1).numpy()
+
+
+def rows(config, probs: np.ndarray, inputs: Inputs) -> list[dict]:
+    names = [config.id2label[i] for i in range(config.num_labels)]
     best = probs.argmax(axis=1)
     out = []
     for i, (p, k) in enumerate(zip(probs, best)):
@@ -176,8 +228,9 @@ def write_rows(records: list[dict], output: Path | None) -> None:
         staging.replace(output)
 
 
-def predict_command(args, default_text_columns: list[str]) -> None:
-    """``python -m pipeline predict``: check everything, label, write."""
+def predict_command(args, default_text_columns: list[str], load: Callable[[Path, str], Classifier]) -> None:
+    """``python -m pipeline predict``: check everything, label with the model that ``load(folder, precision)``
+    returns (PyTorch's or onnxruntime's, as ``--backend`` says), write."""
     output = Path(args.output) if args.output else None
     if output is not None:
         if output.suffix.lower() not in OUTPUT_FORMATS:
@@ -200,10 +253,11 @@ def predict_command(args, default_text_columns: list[str]) -> None:
             raise PipelineError("stdin holds no text to label")
         inputs = inputs_from_lines(lines, len(text_columns) == 2, "stdin line")
     check_texts(inputs)
-    model, tokenizer = load_classifier(Path(args.model))
+    model_dir = Path(args.model or ("models/onnx" if args.backend == "onnx" else "models/classifier"))
+    classifier = load(model_dir, args.precision)
     with contextlib.redirect_stdout(sys.stderr) if output is None else contextlib.nullcontext():
-        probs = probabilities(model, tokenizer, inputs, args.batch_size, args.precision, progress=bool(args.input))
-    write_rows(rows(model, probs, inputs), output)
+        probs = probabilities(classifier, inputs, args.batch_size, progress=bool(args.input))
+    write_rows(rows(classifier.config, probs, inputs), output)
 
 
 # The file name the GLUE server takes for each task this pipeline can train (its Hub configuration).
@@ -226,7 +280,7 @@ def predict_test_split(model_dir: str | Path, raw_dir: str | Path, out_dir: str 
     source = info["source"]
     glue_file = GLUE_SUBMISSION_FILES.get(source.get("config")) if "glue" in str(source.get("path")) else None
     test_file = Path(raw_dir) / f"{TEST_SPLIT}.parquet"
-    model, tokenizer = load_classifier(Path(model_dir))
+    classifier = load_classifier(Path(model_dir))
     with atomic_directory(out_dir) as staging:
         if not test_file.is_file():
             write_csv_atomic(staging / "test.csv", ["text", "label", "score"], [])
@@ -236,7 +290,7 @@ def predict_test_split(model_dir: str | Path, raw_dir: str | Path, out_dir: str 
         texts = table.column("text").to_pylist()
         pairs = table.column("text_pair").to_pylist() if "text_pair" in table.column_names else None
         inputs = Inputs(texts, pairs, "test example")
-        probs = probabilities(model, tokenizer, inputs, batch_size, "auto", progress=True)
+        probs = probabilities(classifier, inputs, batch_size, progress=True)
         if glue_file:
             index = table.column("idx").to_pylist() if "idx" in table.column_names else list(range(len(texts)))
             order = np.argsort(index, kind="stable")
@@ -244,7 +298,7 @@ def predict_test_split(model_dir: str | Path, raw_dir: str | Path, out_dir: str 
             write_csv_atomic(staging / glue_file, ["index", "prediction"], predictions, delimiter="\t")
             written = glue_file
         else:
-            records = rows(model, probs, inputs)
+            records = rows(classifier.config, probs, inputs)
             header = ["text", *(["text_pair"] if pairs is not None else []), "label", "score"]
             write_csv_atomic(staging / "test.csv", header, [[r[h] for h in header] for r in records])
             written = "test.csv"

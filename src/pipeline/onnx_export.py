@@ -1,0 +1,214 @@
+"""Stage 6, export: the fine-tuned classifier as ONNX for onnxruntime, in fp32 and int8, checked against PyTorch.
+
+The folder it writes (``models/onnx``) holds ``model.onnx`` (fp32), ``model_int8.onnx`` (weights and
+activations quantized to int8 on the fly: onnxruntime's dynamic quantization) when it passes its
+checks, and the model's config and tokenizer, so ``python -m pipeline predict --backend onnx`` needs
+nothing else. Before the folder is put in place, both models label the validation split in the batches
+``predict`` uses and are compared with eager PyTorch:
+
+- fp32: every logit within ``export.fp32_tolerance`` of eager's, or the stage fails: a graph that
+  computes something else is not shipped;
+- int8: it agrees with eager on at least ``export.int8_min_agreement`` of the labels and loses at most
+  ``export.int8_max_accuracy_drop`` of accuracy, or it is left out (predict then runs fp32).
+
+The figures go to ``metrics/export.json`` either way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.config import ExportConfig
+from pipeline.data import EVAL_SPLIT, read_split
+from pipeline.errors import PipelineError
+from pipeline.outputs import atomic_directory, write_json_atomic
+from pipeline.parallel import limit_cpu_threads
+from pipeline.predict import (
+    Classifier,
+    Inputs,
+    accepted_inputs,
+    all_logits,
+    input_limit,
+    load_torch_model,
+    torch_classifier,
+)
+
+FP32_FILE = "model.onnx"
+INT8_FILE = "model_int8.onnx"
+PARITY_BATCH_SIZE = 64  # predict's default: int8's activation scales are taken per batch, so batching matters
+
+
+@contextlib.contextmanager
+def _exporter_quiet() -> Iterator[None]:
+    """The exporter's progress lines and its notes on optional operator libraries are not the stage's output."""
+    registration = logging.getLogger("torch.onnx._internal.exporter._registration")  # "torchvision is not installed"
+    level = registration.level
+    registration.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        registration.setLevel(level)
+
+
+def export_fp32(model, tokenizer, path: Path) -> None:
+    """``model`` as an ONNX graph of its logits, any batch size and length (torch.export-based exporter)."""
+    import torch
+
+    if hasattr(model, "set_attn_implementation"):
+        # The plain attention graph runs faster in onnxruntime than the SDPA decomposition (docs/speed.md).
+        model.set_attn_implementation("eager")
+    model.to("cpu").eval()
+    example = tokenizer(
+        ["a short example", "a longer example, so that the batch holds some padding"],
+        padding=True,
+        return_tensors="pt",
+    )
+    names = [name for name in example.keys() if name in accepted_inputs(model)]
+    example = {name: example[name] for name in names}
+    with _exporter_quiet():
+        torch.onnx.export(
+            model,
+            (),
+            str(path),
+            kwargs=example,
+            input_names=names,
+            output_names=["logits"],
+            dynamic_shapes={name: {0: "batch", 1: "sequence"} for name in names},
+            dynamo=True,
+            external_data=False,  # one file: MiniLM is 90 MB, far below ONNX's 2 GB limit for a single file
+            verbose=False,
+        )
+
+
+def quantize_int8(fp32_path: Path, int8_path: Path) -> None:
+    """Dynamic quantization: int8 weights, one scale per output channel; activations quantized per batch."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    # The quantizer re-infers every shape; the exporter's own intermediate shape notes can contradict
+    # that inference in older onnxruntime versions, and nothing needs them.
+    graph = onnx.load(fp32_path)
+    graph.graph.ClearField("value_info")
+    with _exporter_quiet(), _quiet_root_logger():
+        quantize_dynamic(graph, int8_path, weight_type=QuantType.QInt8, per_channel=True)
+
+
+@contextlib.contextmanager
+def _quiet_root_logger() -> Iterator[None]:
+    """onnxruntime's quantizer advises pre-processing through the root logger; it changes nothing here."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+def onnx_classifier(folder: Path, file: str, config, tokenizer) -> Classifier:
+    """An onnxruntime session on ``folder/file`` behind the same interface as the PyTorch model."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = limit_cpu_threads()  # PIPELINE_CPU_THREADS, or torch's count: the cores
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # errors only
+    try:
+        session = onnxruntime.InferenceSession(str(folder / file), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types, one per failure
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise PipelineError(
+            f"--model {folder}: {file} cannot be loaded ({reason}); rerun: dvc repro --force export"
+        ) from None
+    wanted = [node.name for node in session.get_inputs()]
+
+    def logits(batch: dict[str, np.ndarray]) -> np.ndarray:
+        return session.run(["logits"], {name: batch[name].astype(np.int64) for name in wanted})[0]
+
+    return Classifier(config, tokenizer, logits, input_limit(config, tokenizer))
+
+
+def load_onnx_classifier(folder: Path, precision: str = "auto") -> Classifier:
+    """The export stage's folder, run by onnxruntime: ``auto`` is int8 where the stage shipped it, else fp32."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    if not (folder / FP32_FILE).is_file():
+        raise PipelineError(f"--model {folder}: no ONNX model here (export one: dvc repro export)")
+    if precision not in ("auto", "fp32", "int8"):
+        raise PipelineError(f"--precision {precision}: --backend onnx runs fp32 or int8 (or auto)")
+    has_int8 = (folder / INT8_FILE).is_file()
+    if precision == "int8" and not has_int8:
+        raise PipelineError(
+            f"--model {folder}: no int8 model, as it failed the export stage's checks "
+            f"(metrics/export.json); use --precision fp32"
+        )
+    file = INT8_FILE if precision == "int8" or (precision == "auto" and has_int8) else FP32_FILE
+    return onnx_classifier(folder, file, AutoConfig.from_pretrained(folder), AutoTokenizer.from_pretrained(folder))
+
+
+def export_onnx(cfg: ExportConfig, model_dir: str | Path, raw_dir: str | Path, out_dir: str | Path, metrics: Path):
+    """The export stage: write ``out_dir`` and the parity figures to ``metrics``; fail on an fp32 mismatch."""
+    model, tokenizer = load_torch_model(Path(model_dir))
+    validation = read_split(raw_dir, EVAL_SPLIT)
+    inputs = Inputs(validation.texts, validation.text_pairs, "validation example")
+    reference = torch_classifier(model, tokenizer, "fp32", device="cpu")  # onnxruntime runs on the CPU too
+    eager = all_logits(reference, inputs, PARITY_BATCH_SIZE, progress=False)
+    report = {"examples": len(inputs.texts), "eager_accuracy": _accuracy(eager, validation.labels)}
+    with atomic_directory(out_dir) as staging:
+        export_fp32(model, tokenizer, staging / FP32_FILE)
+        model.config.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        fp32 = _logits_of(staging, FP32_FILE, model.config, tokenizer, inputs)
+        difference = float(np.abs(fp32 - eager).max())
+        report |= {
+            "fp32_max_abs_logit_diff": difference,
+            "fp32_tolerance": cfg.fp32_tolerance,
+            "fp32_accuracy": _accuracy(fp32, validation.labels),
+        }
+        if not difference <= cfg.fp32_tolerance:  # NaN fails too
+            raise PipelineError(
+                f"export: the ONNX model's logits differ from PyTorch's by up to {difference:.3g}, more than "
+                f"export.fp32_tolerance={cfg.fp32_tolerance:g}; nothing was written (report this model and versions)"
+            )
+        report["int8_shipped"] = False
+        if cfg.quantize:
+            quantize_int8(staging / FP32_FILE, staging / INT8_FILE)
+            int8 = _logits_of(staging, INT8_FILE, model.config, tokenizer, inputs)
+            agreement = round(float((int8.argmax(axis=1) == eager.argmax(axis=1)).mean()), 6)
+            accuracy = _accuracy(int8, validation.labels)
+            passed = agreement >= cfg.int8_min_agreement and report["eager_accuracy"] - accuracy <= (
+                cfg.int8_max_accuracy_drop
+            )
+            report |= {
+                "int8_label_agreement": agreement,
+                "int8_min_agreement": cfg.int8_min_agreement,
+                "int8_accuracy": accuracy,
+                "int8_max_accuracy_drop": cfg.int8_max_accuracy_drop,
+                "int8_shipped": passed,
+            }
+            if not passed:
+                (staging / INT8_FILE).unlink()
+                print(
+                    f"export: int8 left out (label agreement {agreement:.4f}, accuracy {accuracy:.4f} against "
+                    f"eager {report['eager_accuracy']:.4f}); predict --backend onnx runs fp32",
+                    file=sys.stderr,
+                )
+    write_json_atomic(metrics, report)
+    return report
+
+
+def _logits_of(folder: Path, file: str, config, tokenizer, inputs: Inputs) -> np.ndarray:
+    return all_logits(onnx_classifier(folder, file, config, tokenizer), inputs, PARITY_BATCH_SIZE, progress=False)
+
+
+def _accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
+    return round(float((logits.argmax(axis=1) == labels).mean()), 6)
