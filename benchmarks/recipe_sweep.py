@@ -7,6 +7,7 @@ seed by seed (every recipe at the first seed, then at the second, ...), so a swe
 (useful on a GPU, which one small model leaves mostly idle).
 
     python benchmarks/recipe_sweep.py --seeds 42 43 44 --jobs 4 --out sweep/
+    python benchmarks/recipe_sweep.py --only default-2ep-8e-5 --seeds 43 44   # one recipe
     python benchmarks/recipe_sweep.py --table sweep/runs.jsonl   # the table of finished runs
 
 Inside the DVC project, the same sweep is ``dvc exp run --queue -S train.seed=43 -S train.epochs=3 ...``
@@ -66,6 +67,7 @@ def table(rows: list[dict]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipes", type=Path, default=ROOT / "benchmarks" / "recipes.yaml")
+    parser.add_argument("--only", nargs="+", metavar="RECIPE", help="run these recipes of the file, not all")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="the base params")
     parser.add_argument("--tokenized", type=Path, default=Path("data/tokenized"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
@@ -82,6 +84,10 @@ def main() -> int:
     base = yaml.safe_load(args.params.read_text())
     common = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in args.set)}
     recipes = yaml.safe_load(args.recipes.read_text())
+    unknown = sorted(set(args.only or []) - set(recipes))
+    if unknown:
+        parser.error(f"--only: no recipe {', '.join(unknown)} in {args.recipes}")
+    recipes = {name: overrides for name, overrides in recipes.items() if not args.only or name in args.only}
     queue = [(name, seed) for seed in args.seeds for name in recipes]
     args.out.mkdir(parents=True, exist_ok=True)
     results = args.out / "runs.jsonl"
