@@ -41,7 +41,7 @@ step_lowest() {
   . .venv-lowest/bin/activate
   pip install --quiet torch==2.13.0 ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} uv
   uv pip install --quiet --resolution lowest-direct -e ".[test]"
-  uv pip list 2>/dev/null | grep -E -i '^(torch|transformers|datasets|evaluate|dvc|pandas|pyarrow|numpy|safetensors) '
+  uv pip list 2>/dev/null | grep -E -i '^(torch|transformers|huggingface-hub|datasets|evaluate|dvc|dvclive|pandas|pyarrow|numpy|safetensors|onnx|onnxscript|onnxruntime) '
   python -m pytest
 }
 
