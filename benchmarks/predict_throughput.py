@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import onnxruntime
 import pandas as pd
 import torch
 
@@ -88,8 +89,9 @@ def main() -> int:
             int8_dir = Path(scratch)
             quantize_int8(args.onnx / FP32_FILE, int8_dir / INT8_FILE)
         predictors = {
-            "predict, fp32": torch_classifier(model, tokenizer, "fp32"),
-            "predict, bf16": torch_classifier(model, tokenizer, "bf16"),
+            # On the CPU, like pipeline() and onnxruntime here, even where there is a GPU.
+            "predict, fp32": torch_classifier(model, tokenizer, "fp32", device="cpu"),
+            "predict, bf16": torch_classifier(model, tokenizer, "bf16", device="cpu"),
             "predict --backend onnx, fp32": onnx_classifier(args.onnx, FP32_FILE, model.config, tokenizer),
             "predict --backend onnx, int8": onnx_classifier(int8_dir, INT8_FILE, model.config, tokenizer),
         }
@@ -145,7 +147,15 @@ def main() -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
         json.dumps(
-            {"sentences": len(texts), "threads": torch.get_num_threads(), "rows": rows, "command_s": whole},
+            {
+                "sentences": len(texts),
+                "device": "cpu",
+                "threads": torch.get_num_threads(),
+                "torch": torch.__version__,
+                "onnxruntime": onnxruntime.__version__,
+                "rows": rows,
+                "command_s": whole,
+            },
             indent=2,
         )
         + "\n"

@@ -667,6 +667,23 @@ def _(project):
     project.argv = ["--backend", "onnx", "--precision", "int8", "a gorgeous film"]
 
 
+@case("predict-onnx-damaged")
+def _(project):
+    project.classifier()
+    shutil.copytree(project.root / "classifier", project.root / "models" / "onnx")
+    (project.root / "models" / "onnx" / "model.onnx").write_bytes(b"a file cut short while copying")
+    project.argv = ["--backend", "onnx", "--precision", "fp32", "a gorgeous film"]
+
+
+@case("predict-onnx-without-backend")
+def _(project):
+    project.classifier()
+    shutil.copytree(project.root / "classifier", project.root / "models" / "onnx")
+    (project.root / "models" / "onnx" / "model.safetensors").unlink()
+    (project.root / "models" / "onnx" / "model.onnx").write_bytes(b"an ONNX model")
+    project.argv = ["--model", "models/onnx", "a gorgeous film"]
+
+
 @case("export-before-train")
 def _(project):
     project.copy_prepared("data/raw")

@@ -54,19 +54,19 @@ def test_the_onnx_model_gives_pytorchs_labels_and_probabilities(classifier, expo
     assert sorted(p.name for p in folder.glob("*.onnx")) == ["model.onnx", "model_int8.onnx"]
     assert report["fp32_max_abs_logit_diff"] <= report["fp32_tolerance"] == 1e-4
     assert report["fp32_accuracy"] == report["eager_accuracy"]
-    eager = predict(capsys, "--model", str(classifier), *SENTENCES)
+    eager = predict(capsys, "--model", str(classifier), "--precision", "fp32", *SENTENCES)  # on a GPU if any
     onnx = predict(capsys, "--backend", "onnx", "--model", str(folder), "--precision", "fp32", *SENTENCES)
     assert [r["label"] for r in onnx] == [r["label"] for r in eager]
-    assert [r["p_positive"] for r in onnx] == pytest.approx([r["p_positive"] for r in eager], abs=1e-5)
+    assert [r["p_positive"] for r in onnx] == pytest.approx([r["p_positive"] for r in eager], abs=1e-4)
     # Batches of one: lengths and a batch size the export never saw (its axes are dynamic).
     args = ["--backend", "onnx", "--model", str(folder), "--precision", "fp32", "--batch-size", "1", *SENTENCES]
     batches_of_one = [r["p_positive"] for r in predict(capsys, *args)]
-    assert batches_of_one == pytest.approx([r["p_positive"] for r in eager], abs=1e-5)
+    assert batches_of_one == pytest.approx([r["p_positive"] for r in eager], abs=1e-4)
 
 
 def test_auto_precision_runs_the_shipped_int8_model(exported, capsys):
     folder, report = exported
-    assert report["int8_shipped"] and 0 <= report["int8_label_agreement"] <= 1
+    assert report["int8_shipped"]
     auto = predict(capsys, "--backend", "onnx", "--model", str(folder), *SENTENCES)
     int8 = predict(capsys, "--backend", "onnx", "--model", str(folder), "--precision", "int8", *SENTENCES)
     fp32 = predict(capsys, "--backend", "onnx", "--model", str(folder), "--precision", "fp32", *SENTENCES)
@@ -79,6 +79,12 @@ def test_a_distilbert_model_without_token_type_ids_exports(tiny_distilbert, raw,
     report = onnx_export.export_onnx(ExportConfig(quantize=False), model, raw, tmp_path / "onnx", tmp_path / "x.json")
     assert report["fp32_max_abs_logit_diff"] <= 1e-4 and "int8_label_agreement" not in report
     assert not (tmp_path / "onnx" / "model_int8.onnx").exists()
+
+
+def test_predict_runs_a_distilbert_model_whose_tokenizer_gives_token_type_ids(tiny_distilbert, capsys):
+    """The BERT tokenizer saved with the tiny DistilBERT emits token_type_ids, which DistilBERT does not take."""
+    rows = predict(capsys, "--model", str(tiny_distilbert_classifier(tiny_distilbert)), *SENTENCES[:3])
+    assert [r["text"] for r in rows] == SENTENCES[:3]
 
 
 def tiny_distilbert_classifier(folder):
@@ -108,9 +114,33 @@ def test_int8_that_answers_differently_is_left_out(classifier, raw, tmp_path, mo
     assert json.loads((tmp_path / "export.json").read_text()) == report
     assert sorted(p.name for p in (tmp_path / "onnx").glob("*.onnx")) == ["model.onnx"]
     assert "int8 left out (label agreement 0.0000" in capsys.readouterr().err
-    with pytest.raises(PipelineError, match="no int8 model, as it failed the export stage's checks"):
+    with pytest.raises(PipelineError, match="no int8 model; the export stage left it out"):
         onnx_export.load_onnx_classifier(tmp_path / "onnx", "int8")
     assert onnx_export.load_onnx_classifier(tmp_path / "onnx", "auto") is not None  # fp32
+
+
+def test_a_quantizer_failure_ships_fp32_and_says_why(classifier, raw, tmp_path, monkeypatch, capsys):
+    def quantizer_fails(fp32_path, int8_path):
+        int8_path.write_bytes(b"half a model")
+        raise RuntimeError("Unable to find data type for weight_name='x'")
+
+    monkeypatch.setattr(onnx_export, "quantize_int8", quantizer_fails)
+    report = onnx_export.export_onnx(ExportConfig(), classifier, raw, tmp_path / "onnx", tmp_path / "export.json")
+    assert report["int8_error"] == "Unable to find data type for weight_name='x'" and not report["int8_shipped"]
+    assert sorted(p.name for p in (tmp_path / "onnx").glob("*.onnx")) == ["model.onnx"]
+    assert "int8 left out, quantization failed" in capsys.readouterr().err
+
+
+def test_a_model_the_exporter_cannot_handle_is_one_line_and_writes_nothing(classifier, raw, tmp_path, monkeypatch):
+    import torch
+
+    def exporter_fails(*args, **kwargs):
+        raise torch.onnx.errors.UnsupportedOperatorError("aten::fancy_op", 18, 0)
+
+    monkeypatch.setattr(torch.onnx, "export", exporter_fails)
+    with pytest.raises(PipelineError, match=r"^export: torch.onnx could not export BertForSequenceClassification \("):
+        onnx_export.export_onnx(ExportConfig(), classifier, raw, tmp_path / "onnx", tmp_path / "export.json")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_an_fp32_graph_that_computes_something_else_fails_the_stage_and_writes_nothing(

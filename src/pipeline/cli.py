@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     predict.add_argument("--output", help="write here instead of stdout; the suffix names the format")
     predict.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
-    predict.add_argument("--batch-size", type=int, default=64)
+    predict.add_argument("--batch-size", type=int, help="texts per batch (default 64)")
     predict.add_argument(
         "--precision",
         default="auto",

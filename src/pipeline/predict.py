@@ -29,6 +29,7 @@ from pipeline.modeling import load_finetuned
 from pipeline.parallel import limit_cpu_threads, pick_device
 from pipeline.precision import autocast_for, bf16_is_native
 
+BATCH_SIZE = 64  # predict's default; the export stage checks int8 in batches of this size too
 INPUT_FORMATS = {".csv": ",", ".tsv": "\t", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
 OUTPUT_FORMATS = (".jsonl", ".csv", ".tsv", ".parquet")
 
@@ -119,6 +120,8 @@ def load_torch_model(folder: Path):
 
     if not (folder / "config.json").is_file():
         raise PipelineError(f"--model {folder}: no fine-tuned model here (train one: dvc repro train)")
+    if (folder / "model.onnx").is_file():
+        raise PipelineError(f"--model {folder}: this is the export stage's ONNX model; add --backend onnx")
     transformers_logging.disable_progress_bar()  # "Loading weights": this command's output is its labels
     architectures = AutoConfig.from_pretrained(folder).architectures or []
     if not any(name.endswith("ForSequenceClassification") for name in architectures):
@@ -256,7 +259,7 @@ def predict_command(args, default_text_columns: list[str], load: Callable[[Path,
     model_dir = Path(args.model or ("models/onnx" if args.backend == "onnx" else "models/classifier"))
     classifier = load(model_dir, args.precision)
     with contextlib.redirect_stdout(sys.stderr) if output is None else contextlib.nullcontext():
-        probs = probabilities(classifier, inputs, args.batch_size, progress=bool(args.input))
+        probs = probabilities(classifier, inputs, args.batch_size or BATCH_SIZE, progress=bool(args.input))
     write_rows(rows(classifier.config, probs, inputs), output)
 
 
@@ -264,7 +267,9 @@ def predict_command(args, default_text_columns: list[str], load: Callable[[Path,
 GLUE_SUBMISSION_FILES = {"sst2": "SST-2.tsv", "mrpc": "MRPC.tsv", "cola": "CoLA.tsv"}
 
 
-def predict_test_split(model_dir: str | Path, raw_dir: str | Path, out_dir: str | Path, batch_size: int = 64) -> dict:
+def predict_test_split(
+    model_dir: str | Path, raw_dir: str | Path, out_dir: str | Path, batch_size: int = BATCH_SIZE
+) -> dict:
     """The predict stage: label the data set's test split into ``out_dir``.
 
     For a GLUE task, the file its server takes (``SST-2.tsv``: ``index<TAB>prediction``, one row per
