@@ -4,11 +4,13 @@ import numpy as np
 import pytest
 import torch
 from conftest import live_curve, live_files
+from transformers import AutoModelForSequenceClassification
 
 from pipeline.batching import collate
 from pipeline.config import DataConfig, ModelConfig, Params, TokenizeConfig, TrainConfig
 from pipeline.data import download
 from pipeline.errors import PipelineError
+from pipeline.evaluation import eval_loader, predict, score
 from pipeline.modeling import load_pretrained_classifier
 from pipeline.tokenization import load_split, tokenize
 from pipeline.training import build_optimizer, layer_depths, set_seed, train, train_step
@@ -157,6 +159,31 @@ def test_training_is_reproducible(tiny_bert, tokenized, tmp_path):
     assert curves == {name: text for name, text in live_files(tmp_path / "b-live").items() if name != "metrics.json"}
     assert (tmp_path / "a" / "model.safetensors").read_bytes() == (tmp_path / "b" / "model.safetensors").read_bytes()
     assert (tmp_path / "a" / "README.md").read_text() == (tmp_path / "b" / "README.md").read_text()  # the card
+
+
+def test_a_weight_average_changes_what_is_saved_and_validated_not_how_training_goes(tiny_bert, tokenized, tmp_path):
+    plain = train(tiny_params(tiny_bert, lr=2e-3), tokenized, tmp_path / "plain", tmp_path / "plain-live")
+    averaged = train(tiny_params(tiny_bert, lr=2e-3, ema_decay=0.9), tokenized, tmp_path / "ema", tmp_path / "ema-live")
+    # The same steps, losses and learning rates: the average only watches the weights go by.
+    for curve in ("train/loss", "train/lr", "train/epoch_loss"):
+        assert live_curve(tmp_path / "plain-live", curve) == live_curve(tmp_path / "ema-live", curve)
+    saved = {name: load_finetuned_weights(tmp_path / name) for name in ("plain", "ema")}
+    assert saved["plain"].keys() == saved["ema"].keys()
+    assert not torch.equal(saved["plain"]["classifier.weight"], saved["ema"]["classifier.weight"])
+    # The validation logged is that of the saved weights: the average.
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "ema")
+    val = load_split(tokenized, "validation")
+    predictions = predict(model, eval_loader(val, 8, pad_token_id=0), torch.device("cpu"))
+    assert score(predictions, n_classes=2)["loss"] == pytest.approx(
+        averaged["val"]["loss"], abs=1e-5
+    )  # logged: 5 places
+    assert averaged["val"]["loss"] != plain["val"]["loss"]
+
+
+def load_finetuned_weights(folder):
+    from safetensors.torch import load_file
+
+    return load_file(folder / "model.safetensors")
 
 
 def test_tiny_model_learns_the_toy_task(tiny_bert, tokenized, tmp_path):

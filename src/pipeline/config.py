@@ -113,6 +113,8 @@ class TrainConfig:
     # Each layer below the top learns at this fraction of the one above it (1.0: one learning rate for all).
     layer_lr_decay: float = 1.0
     label_smoothing: float = 0.0  # the training loss's target: 1 - x on the label, x spread over all classes
+    # > 0: validate and save a moving average of the weights over the steps, with this decay per step.
+    ema_decay: float = 0.0
     precision: str = "bf16"
     # Sentences are shuffled, then sorted by length inside windows of this many batches, so a batch
     # holds sentences of similar length and carries little padding. 1 turns grouping off.
@@ -150,6 +152,8 @@ class TrainConfig:
             raise _invalid("train.layer_lr_decay", self.layer_lr_decay, "a number in (0, 1] (1: no decay)")
         if not 0 <= self.label_smoothing < 1:
             raise _invalid("train.label_smoothing", self.label_smoothing, "a number in [0, 1) (0: none)")
+        if not 0 <= self.ema_decay < 1:
+            raise _invalid("train.ema_decay", self.ema_decay, "a number in [0, 1), such as 0.999 (0: no averaging)")
         if self.precision not in PRECISIONS:
             raise _invalid("train.precision", self.precision, f"one of {', '.join(PRECISIONS)}")
         if self.group_by_length_batches < 1:

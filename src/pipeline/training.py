@@ -5,7 +5,8 @@ Read :func:`train_loop` first: it is the reference tutorial's loop (``zero_grad`
 :func:`set_up` builds what it runs on and :func:`wrap_up` saves what it made.
 
 What a careful fine-tuning run adds to the tutorial: no weight decay on biases and LayerNorm, a linear
-schedule with warmup, gradient clipping, length-grouped batches padded per batch, bf16 (or, on GPUs,
+schedule with warmup, gradient clipping, optionally layer-wise learning rates and a moving average of
+the weights (``averaging.py``), length-grouped batches padded per batch, bf16 (or, on GPUs,
 fp16) autocast, gradient accumulation, data parallelism across processes, checkpoints it resumes from
 exactly, and seeds for everything. On CPUs the dropout masks come from a faster generator
 (``dropout.py``); docs/speed.md has what each of these is worth and how it was measured.
@@ -31,6 +32,7 @@ from dvclive import Live
 from torch.nn.parallel import DistributedDataParallel
 
 from pipeline import parallel
+from pipeline.averaging import WeightAverage
 from pipeline.batching import BatchLoader, LengthGroupedBatches
 from pipeline.checkpoint import CheckpointFolder, capture_rng
 from pipeline.config import Params, TrainConfig
@@ -344,6 +346,7 @@ class Run:
     val_loader: BatchLoader
     steps_per_epoch: int
     checkpoints: CheckpointFolder | None
+    average: WeightAverage | None  # the moving average of the weights, with train.ema_decay > 0
     state: LoopState
     live: LiveLog | None  # rank 0's log; None on the other ranks
     resumed_from_step: int = 0  # the checkpoint's step when this process resumed a run; 0 for a fresh one
@@ -400,14 +403,22 @@ class Run:
         every = self.cfg.checkpoint_every_steps
         return bool(self.checkpoints and every and self.state.step % every == 0 and not end_of_epoch)
 
+    def final_weights(self) -> contextlib.AbstractContextManager:
+        """Inside it, the model holds the weights that are validated and saved: the average, if kept."""
+        return self.average.applied(self.model) if self.average else contextlib.nullcontext()
+
     def validate(self, epoch: int) -> None:
         """Score the validation split and log the epoch; each process predicts its share of the sentences."""
         state = self.state
         train_loss = self.group.mean(state.epoch_loss).item() / self.steps_per_epoch
-        self.group.print(f"epoch {epoch}/{self.cfg.epochs}: validating on {len(self.val_loader.split)} sentences")
-        predictions = predict(
-            self.model, self.val_loader, self.device, gather=self.group.all_gather, autocast=self.autocast
+        weights = " the weight average" if self.average else ""
+        self.group.print(
+            f"epoch {epoch}/{self.cfg.epochs}: validating{weights} on {len(self.val_loader.split)} sentences"
         )
+        with self.final_weights():
+            predictions = predict(
+                self.model, self.val_loader, self.device, gather=self.group.all_gather, autocast=self.autocast
+            )
         if self.group.is_main:
             val = score(predictions, n_classes=len(self.label_names))
             row = EpochRow(epoch, state.step, train_loss, val["loss"], val["accuracy"])
@@ -425,7 +436,7 @@ class Run:
         ranks = self.group.all_gather({"rng": capture_rng(self.device), "loop": loop, "loop_tensors": loop_tensors})
         if self.group.is_main:
             saved = self.checkpoints.save(
-                self.state.step, self.model, self.optimizer, self.scheduler, self.scaler, ranks
+                self.state.step, self.model, self.optimizer, self.scheduler, self.scaler, ranks, self.average
             )
             self.group.print(f"checkpoint: step {self.state.step} saved to {saved}")
 
@@ -444,6 +455,8 @@ class Run:
             + (f" ({torch.get_num_threads()} threads)" if self.device.type == "cpu" else "")
             + f", precision {self.precision}, lr {cfg.lr:g}, seed {cfg.seed}",
         ]
+        if self.average:
+            lines.append(f"validating and saving a moving average of the weights (decay {cfg.ema_decay:g} per step)")
         rates = sorted(
             {module.p for module in self.model.modules() if isinstance(module, torch.nn.Dropout) and module.p > 0}
         )
@@ -507,6 +520,8 @@ def train_loop(run: Run) -> None:
                 run.dropout,
                 cfg.label_smoothing,
             )
+            if run.average:
+                run.average.update(run.model)
             state.count_step(loss)
             end_of_epoch = state.steps_in_epoch == run.steps_per_epoch
             if state.step % cfg.log_every_steps == 0 or end_of_epoch:
@@ -562,10 +577,12 @@ def set_up(params: Params, group: ProcessGroup, tokenized_dir: Path, log_dir: Pa
     optimizer = build_optimizer(model, cfg)
     scheduler = get_scheduler(optimizer, cfg, cfg.epochs * steps_per_epoch)
     scaler = grad_scaler_for(precision, device)
+    average = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
 
     state = LoopState(epoch_loss=torch.zeros((), device=device), interval_loss=torch.zeros((), device=device))
     if found is not None:
-        state = LoopState.from_checkpoint(found.restore(model, optimizer, scheduler, scaler, group.rank, device))
+        loop = found.restore(model, optimizer, scheduler, scaler, group.rank, device, average)
+        state = LoopState.from_checkpoint(loop)
         group.print(f"resuming from {found.folder}: epoch {state.epoch}, step {state.step}")
     live = LiveLog(log_dir, state.log) if group.is_main else None
     return Run(
@@ -588,6 +605,7 @@ def set_up(params: Params, group: ProcessGroup, tokenized_dir: Path, log_dir: Pa
         val_loader=eval_loader(val_split, cfg.batch_size, pad, num_replicas=group.world_size, rank=group.rank),
         steps_per_epoch=steps_per_epoch,
         checkpoints=checkpoints,
+        average=average,
         state=state,
         live=live,
         resumed_from_step=state.step,
@@ -604,7 +622,8 @@ def wrap_up(run: Run, model_dir: Path) -> dict | None:
         return None
     last = state.log.epochs[-1]
     card = model_card(run.params, run.label_names, last.val_accuracy, last.val_loss)
-    save_finetuned(run.model.cpu(), run.tokenizer, model_dir, card)
+    with run.final_weights():
+        save_finetuned(run.model.cpu(), run.tokenizer, model_dir, card)
     metrics = run.live.finish(
         {
             "epochs": run.cfg.epochs,
