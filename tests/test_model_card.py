@@ -1,11 +1,16 @@
 """The model card that the train stage saves with the model (src/pipeline/model_card.py)."""
 
+import subprocess
+from pathlib import Path
+
 import pytest
 from conftest import PRETRAINED
 from huggingface_hub import ModelCard
 
+from pipeline import model_card as model_card_module
+from pipeline import training
 from pipeline.config import ModelConfig, Params, TrainConfig
-from pipeline.model_card import model_card
+from pipeline.model_card import code_files, git_revision, model_card
 from pipeline.training import train
 
 
@@ -42,3 +47,28 @@ def test_the_same_run_writes_the_same_card():
     first = model_card(params, ["negative", "positive"], 0.9, 0.25, command="python stages/train_model.py")
     second = model_card(params, ["negative", "positive"], 0.9, 0.25, command="python stages/train_model.py")
     assert str(first) == str(second)
+
+
+def test_the_revision_is_the_latest_commit_of_the_code_the_run_ran(tmp_path, monkeypatch):
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=tmp_path, capture_output=True, text=True, check=True).stdout.strip()
+
+    git("init", "-q")
+    git("config", "user.email", "test@example.com")
+    git("config", "user.name", "test")
+    (tmp_path / "training.py").write_text("steps = 1\n")
+    git("add", ".")
+    git("commit", "-qm", "code")
+    code_commit = git("rev-parse", "HEAD")
+    (tmp_path / "dvc.lock").write_text("outs: []\n")  # outputs, docs, params: not the code
+    git("add", ".")
+    git("commit", "-qm", "outputs")
+    monkeypatch.chdir(tmp_path)
+    assert git_revision([tmp_path / "training.py"]) == code_commit
+    assert git_revision([tmp_path.parent / "elsewhere.py"]) is None  # nothing of it in the repository
+
+
+def test_the_code_of_a_run_is_the_pipeline_modules_it_imported():
+    files = code_files()
+    assert Path(training.__file__).resolve() in files and Path(model_card_module.__file__).resolve() in files
+    assert Path(model_card_module.__file__).resolve().parent / "classification_metrics" in files  # loaded by path

@@ -31,16 +31,36 @@ def base_model_license(model_name: str) -> str | None:
     return card.data.license
 
 
-# What the training run is made of. Committing outputs (dvc.lock, metrics/) does not change the revision
-# of these, so a rerun of the same code and params writes the same card.
-SOURCES = ("src", "stages", "params.yaml", "dvc.yaml", "pyproject.toml")
+def code_files() -> list[Path]:
+    """The code this process runs: every ``pipeline`` module imported so far (the train stage imports
+    exactly its dvc.yaml dependencies), the metric script it loads by path, and the entry script."""
+    package = Path(__file__).resolve().parent
+    files = {
+        Path(module.__file__).resolve()
+        for name, module in list(sys.modules.items())
+        if name.split(".")[0] == "pipeline" and getattr(module, "__file__", None)
+    }
+    files.add(package / "classification_metrics")
+    if sys.argv and sys.argv[0].endswith(".py"):
+        files.add(Path(sys.argv[0]).resolve())
+    return sorted(files)
 
 
-def git_revision() -> str | None:
-    """The latest commit that changed the code or params (:data:`SOURCES`); None outside a git repository."""
+def git_revision(files: list[Path]) -> str | None:
+    """The latest commit that changed any of ``files``; None outside a git repository.
+
+    Only the run's own code counts: committing outputs (dvc.lock, metrics/), docs, params (the card
+    lists them) or another stage's code leaves it alone, so a fresh clone's rerun writes the same card.
+    """
     try:
+        top = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        inside = [str(path) for path in files if path.is_relative_to(Path(top).resolve())]
+        if not inside:
+            return None
         done = subprocess.run(
-            ["git", "log", "-1", "--format=%H", "--", *SOURCES], capture_output=True, text=True, check=True
+            ["git", "log", "-1", "--format=%H", "--", *inside], capture_output=True, text=True, check=True
         )
     except (OSError, subprocess.CalledProcessError):
         return None
@@ -81,7 +101,7 @@ def model_card(
         class_names=list(label_names),
     )
     command = command or shlex.join(["python", *sys.argv])
-    revision = git_revision()
+    revision = git_revision(code_files())
     recipe = yaml.safe_dump(
         {key: params.to_dict()[key] for key in ("data", "model", "tokenize", "train")}, sort_keys=False
     )
@@ -110,8 +130,8 @@ or `python -m pipeline predict --model path/to/this/folder "some text"`.
 
 ## How it was made
 
-Git revision: `{revision or "not in a git repository"}` (the latest commit of the code and params;
-uncommitted changes, such as `dvc exp run -S`, show in the params below). Command (run by `dvc repro`):
+Git revision: `{revision or "not in a git repository"}` (the latest commit of the code this run ran;
+its params, `dvc exp run -S` changes included, are below). Command (run by `dvc repro`):
 
 ```bash
 {command}
