@@ -35,7 +35,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, load_model, save_file, save_model
 
 from pipeline.averaging import WeightAverage
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, first_line
 from pipeline.outputs import disk_full_error, write_json_atomic
 
 FORMAT = 1
@@ -84,7 +84,7 @@ class Checkpoint:
         try:
             load_model(model, self.folder / "model.safetensors", strict=True, device=str(device))
         except (RuntimeError, SafetensorError) as exc:
-            raise self.unusable(f"its weights do not fit the model ({_first_line(exc)})") from None
+            raise self.unusable(f"its weights do not fit the model ({first_line(exc)})") from None
         optimizer_tensors = load_file(self.folder / "optimizer.safetensors")
         groups = [{**group, "betas": tuple(group["betas"])} for group in self.state["optimizer_groups"]]
         per_parameter: dict[int, dict[str, torch.Tensor]] = {}
@@ -160,7 +160,7 @@ class CheckpointFolder:
         try:
             checkpoint.tensors = load_file(folder / "tensors.safetensors")
         except SafetensorError as exc:
-            raise checkpoint.unusable(f"tensors.safetensors cannot be read ({_first_line(exc)})") from None
+            raise checkpoint.unusable(f"tensors.safetensors cannot be read ({first_line(exc)})") from None
         return checkpoint
 
     def _read_state(self, folder: Path) -> dict[str, Any]:
@@ -291,7 +291,3 @@ def _fsync_folder(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _first_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

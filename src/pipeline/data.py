@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.config import DataConfig
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, first_line
 from pipeline.hub import looks_local, not_found
 from pipeline.outputs import atomic_directory, read_json_output, write_json_atomic
 
@@ -167,7 +167,9 @@ def _csv_columns(file: Path, options: dict[str, Any], key_value: str) -> list[st
     try:
         header = pd.read_csv(file, nrows=0, sep=options["sep"], quoting=options["quoting"], encoding="utf-8-sig")
     except (ValueError, pd.errors.ParserError) as exc:
-        raise PipelineError(f"{key_value}: {file.name} has no readable header row ({_first_line(exc)})") from None
+        raise PipelineError(
+            f"{key_value}: {file.name} has no readable header row ({first_line(exc, limit=200)})"
+        ) from None
     return [str(name) for name in header.columns]
 
 
@@ -202,7 +204,7 @@ def load_source(cfg: DataConfig, source: Source):
         # OSError, ValueError: ConnectionError, FileNotFoundError, DatasetNotFoundError, bad config, empty split.
         # DatasetGenerationError: a data file that its reader cannot parse; the reason is its cause.
         empty = _EMPTY_SPLIT.search(str(exc))
-        cause = f"split {empty.group(1)!r} has no rows" if empty else _first_line(_root_cause(exc))
+        cause = f"split {empty.group(1)!r} has no rows" if empty else first_line(_root_cause(exc), limit=200)
         if source.files is not None or Path(cfg.path).expanduser().is_dir():
             raise PipelineError(
                 f"{source.describe}: could not read a dataset there: {cause} "
@@ -219,11 +221,6 @@ def _root_cause(exc: BaseException) -> BaseException:
     while exc.__cause__ is not None:
         exc = exc.__cause__
     return exc
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 def data_lines(file: Path, reader: str, has_header: bool) -> int | None:
