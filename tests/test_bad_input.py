@@ -176,6 +176,16 @@ class Project:
         model.save_pretrained(self.root / "classifier")
         AutoTokenizer.from_pretrained(tiny).save_pretrained(self.root / "classifier")
 
+    def onnx_folder(self, model_onnx: bytes) -> Path:
+        """An export-shaped ``models/onnx``: the classifier's config and tokenizer, no PyTorch weights,
+        and ``model_onnx`` as ``model.onnx`` (the cases need no real graph: they fail before running it)."""
+        self.classifier()
+        folder = self.root / "models" / "onnx"
+        shutil.copytree(self.root / "classifier", folder)
+        (folder / "model.safetensors").unlink()
+        (folder / "model.onnx").write_bytes(model_onnx)
+        return folder
+
     def copy_prepared(self, *names: str) -> None:
         """Copy the real outputs of earlier stages (``data/raw``, ``data/tokenized``) into the project."""
         prepared = self.request.getfixturevalue("prepared")
@@ -661,26 +671,19 @@ def _(project):
 
 @case("predict-int8-not-shipped")
 def _(project):
-    project.classifier()
-    shutil.copytree(project.root / "classifier", project.root / "models" / "onnx")
-    (project.root / "models" / "onnx" / "model.onnx").write_bytes(b"the fp32 model alone: int8 failed its checks")
+    project.onnx_folder(b"the fp32 model alone: int8 failed its checks")
     project.argv = ["--backend", "onnx", "--precision", "int8", "a gorgeous film"]
 
 
 @case("predict-onnx-damaged")
 def _(project):
-    project.classifier()
-    shutil.copytree(project.root / "classifier", project.root / "models" / "onnx")
-    (project.root / "models" / "onnx" / "model.onnx").write_bytes(b"a file cut short while copying")
+    project.onnx_folder(b"a file cut short while copying")
     project.argv = ["--backend", "onnx", "--precision", "fp32", "a gorgeous film"]
 
 
 @case("predict-onnx-without-backend")
 def _(project):
-    project.classifier()
-    shutil.copytree(project.root / "classifier", project.root / "models" / "onnx")
-    (project.root / "models" / "onnx" / "model.safetensors").unlink()
-    (project.root / "models" / "onnx" / "model.onnx").write_bytes(b"an ONNX model")
+    project.onnx_folder(b"an ONNX model")
     project.argv = ["--model", "models/onnx", "a gorgeous film"]
 
 
