@@ -2,6 +2,7 @@
 and predict --backend onnx runs it."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -62,6 +63,21 @@ def test_the_onnx_model_gives_pytorchs_labels_and_probabilities(classifier, expo
     args = ["--backend", "onnx", "--model", str(folder), "--precision", "fp32", "--batch-size", "1", *SENTENCES]
     batches_of_one = [r["p_positive"] for r in predict(capsys, *args)]
     assert batches_of_one == pytest.approx([r["p_positive"] for r in eager], abs=1e-4)
+
+
+def test_the_export_names_no_install_path_so_its_bytes_repeat(classifier, exported, raw, tmp_path):
+    """DVC hashes models/onnx: a fresh clone installed elsewhere must write the same bytes."""
+    import torch
+    import transformers
+
+    folder, _ = exported
+    graph = (folder / "model.onnx").read_bytes()
+    for package in (torch, transformers):
+        assert str(Path(package.__file__).parent).encode() not in graph
+    assert onnx_export.STACK_TRACE_KEY.encode() not in graph
+    assert b"pkg.torch.onnx.class_hierarchy" in graph  # the exporter's other notes stay
+    onnx_export.export_onnx(ExportConfig(quantize=False), classifier, raw, tmp_path / "again", tmp_path / "x.json")
+    assert (tmp_path / "again" / "model.onnx").read_bytes() == graph
 
 
 def test_auto_precision_runs_the_shipped_int8_model(exported, capsys):

@@ -44,6 +44,7 @@ from pipeline.predict import (
 
 FP32_FILE = "model.onnx"
 INT8_FILE = "model_int8.onnx"
+STACK_TRACE_KEY = "pkg.torch.onnx.stack_trace"
 
 
 @contextlib.contextmanager
@@ -88,6 +89,21 @@ def export_fp32(model, tokenizer, path: Path) -> None:
             external_data=False,  # one file: MiniLM is 90 MB, far below ONNX's 2 GB limit for a single file
             verbose=False,
         )
+    _drop_stack_traces(path)
+
+
+def _drop_stack_traces(path: Path) -> None:
+    """The exporter notes under each node the Python stack that made it, with the absolute paths of the
+    installed torch and transformers files: the same model exported from another install would get other
+    bytes, and so another DVC hash. Everything else it notes (module names, the FX node) stays."""
+    import onnx
+
+    graph = onnx.load(path)
+    for node in [*graph.graph.node, *(node for function in graph.functions for node in function.node)]:
+        kept = [entry for entry in node.metadata_props if entry.key != STACK_TRACE_KEY]
+        del node.metadata_props[:]
+        node.metadata_props.extend(kept)
+    onnx.save(graph, path)
 
 
 def quantize_int8(fp32_path: Path, int8_path: Path) -> None:
