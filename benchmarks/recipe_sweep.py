@@ -7,7 +7,7 @@ seed by seed (every recipe at the first seed, then at the second, ...), so a swe
 (useful on a GPU, which one small model leaves mostly idle).
 
     python benchmarks/recipe_sweep.py --seeds 42 43 44 --jobs 4 --out sweep/
-    python benchmarks/recipe_sweep.py --only default-2ep-8e-5 --seeds 43 44   # one recipe
+    python benchmarks/recipe_sweep.py --only 2ep-8e-5 --seeds 43 44   # one recipe
     python benchmarks/recipe_sweep.py --table sweep/runs.jsonl   # the table of finished runs
 
 Inside the DVC project, the same sweep is ``dvc exp run --queue -S train.seed=43 -S train.epochs=3 ...``

@@ -39,14 +39,15 @@ def test_one_step_lowers_the_loss(tiny_bert, tokenized):
         assert model(**batch).loss.item() < before
 
 
-def test_no_weight_decay_on_biases_and_layer_norms(tiny_bert):
+@pytest.mark.parametrize("layer_lr_decay", [1.0, 0.8])
+def test_no_weight_decay_on_biases_and_layer_norms(tiny_bert, layer_lr_decay):
     model = load_pretrained_classifier(str(tiny_bert), ["negative", "positive"])
-    decay, no_decay = build_optimizer(model, TrainConfig(weight_decay=0.1)).param_groups
+    optimizer = build_optimizer(model, TrainConfig(weight_decay=0.1, layer_lr_decay=layer_lr_decay))
     names = {id(p): n for n, p in model.named_parameters()}
-    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
-    assert all(names[id(p)].endswith("bias") or "LayerNorm" in names[id(p)] for p in no_decay["params"])
-    assert all(not names[id(p)].endswith("bias") and "LayerNorm" not in names[id(p)] for p in decay["params"])
-    assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+    for group in optimizer.param_groups:
+        exempt = [names[id(p)].endswith("bias") or "LayerNorm" in names[id(p)] for p in group["params"]]
+        assert group["weight_decay"] == (0.0 if all(exempt) else 0.1) and len(set(exempt)) == 1
+    assert sum(len(group["params"]) for group in optimizer.param_groups) == len(list(model.parameters()))
 
 
 class Classifier(torch.nn.Module):
@@ -114,8 +115,8 @@ def test_layer_lr_decay_gives_each_layer_a_smaller_rate_than_the_one_above(tiny_
         for parameter in group["params"]:
             assert group["lr"] == pytest.approx(1e-3 * 0.5 ** (3 - depths[names[id(parameter)]]))
     assert sum(len(group["params"]) for group in optimizer.param_groups) == len(list(model.parameters()))
-    # 1.0 (the default) keeps the two groups of a plain AdamW: with and without weight decay.
-    assert len(build_optimizer(model, TrainConfig(lr=1e-3)).param_groups) == 2
+    # 1.0 keeps the two groups of a plain AdamW: with and without weight decay.
+    assert len(build_optimizer(model, TrainConfig(lr=1e-3, layer_lr_decay=1.0)).param_groups) == 2
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])

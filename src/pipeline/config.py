@@ -106,12 +106,12 @@ class TrainConfig:
     seed: int = 42
     epochs: int = 2
     batch_size: int = 64
-    lr: float = 8e-5
+    lr: float = 1e-4
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
     max_grad_norm: float = 1.0
     # Each layer below the top learns at this fraction of the one above it (1.0: one learning rate for all).
-    layer_lr_decay: float = 1.0
+    layer_lr_decay: float = 0.85
     label_smoothing: float = 0.0  # the training loss's target: 1 - x on the label, x spread over all classes
     # > 0: validate and save a moving average of the weights over the steps, with this decay per step.
     ema_decay: float = 0.0
