@@ -77,33 +77,31 @@ def export_fp32(model, tokenizer, path: Path) -> None:
     names = [name for name in example.keys() if name in accepted_inputs(model)]
     example = {name: example[name] for name in names}
     with _exporter_quiet(), _reported_as(f"export: torch.onnx could not export {type(model).__name__}"):
-        torch.onnx.export(
+        program = torch.onnx.export(
             model,
             (),
-            str(path),
+            None,  # saved below, once its stack traces are gone
             kwargs=example,
             input_names=names,
             output_names=["logits"],
             dynamic_shapes={name: {0: "batch", 1: "sequence"} for name in names},
             dynamo=True,
-            external_data=False,  # one file: MiniLM is 90 MB, far below ONNX's 2 GB limit for a single file
             verbose=False,
         )
-    _drop_stack_traces(path)
+        _drop_stack_traces(program.model)
+        program.save(str(path), external_data=False)  # one file: MiniLM is 90 MB, far below ONNX's 2 GB limit
 
 
-def _drop_stack_traces(path: Path) -> None:
+def _drop_stack_traces(model) -> None:
     """The exporter notes under each node the Python stack that made it, with the absolute paths of the
     installed torch and transformers files: the same model exported from another install would get other
-    bytes, and so another DVC hash. Everything else it notes (module names, the FX node) stays."""
-    import onnx
+    bytes, and so another DVC hash. Everything else it notes (module names, the FX node) stays.
+    ``model`` is the exporter's in-memory graph (an ``onnx_ir.Model``), so the file is written once."""
+    from onnx_ir.traversal import RecursiveGraphIterator
 
-    graph = onnx.load(path)
-    for node in [*graph.graph.node, *(node for function in graph.functions for node in function.node)]:
-        kept = [entry for entry in node.metadata_props if entry.key != STACK_TRACE_KEY]
-        del node.metadata_props[:]
-        node.metadata_props.extend(kept)
-    onnx.save(graph, path)
+    graphs = [model.graph, *model.functions.values()]
+    for node in (node for graph in graphs for node in RecursiveGraphIterator(graph)):
+        node.metadata_props.pop(STACK_TRACE_KEY, None)
 
 
 def quantize_int8(fp32_path: Path, int8_path: Path) -> None:
