@@ -9,6 +9,7 @@ seed by seed (every recipe at the first seed, then at the second, ...), so a swe
     python benchmarks/recipe_sweep.py --seeds 42 43 44 --jobs 4 --out sweep/
     python benchmarks/recipe_sweep.py --only 2ep-8e-5 --seeds 43 44   # one recipe
     python benchmarks/recipe_sweep.py --table sweep/runs.jsonl   # the table of finished runs
+    python benchmarks/recipe_sweep.py --table benchmarks/results/recipe_sweep_seeds.jsonl --against 2ep-8e-5
 
 Inside the DVC project, the same sweep is ``dvc exp run --queue -S train.seed=43 -S train.epochs=3 ...``
 per run, then ``dvc queue start`` and ``dvc exp show`` (docs/experiments.md).
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -64,6 +66,39 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def student_t_two_sided_p(t: float, df: int, steps: int = 20_000) -> float:
+    """P(|T| >= |t|) for Student's t with ``df`` degrees of freedom: 1 − twice the density's integral
+    over [0, |t|] (Simpson's rule; the density is smooth, so this is exact to many digits)."""
+    scale = math.exp(math.lgamma((df + 1) / 2) - math.lgamma(df / 2)) / math.sqrt(df * math.pi)
+
+    def density(x: float) -> float:
+        return scale * (1 + x * x / df) ** (-(df + 1) / 2)
+
+    h = abs(t) / steps
+    inner = sum((4 if i % 2 else 2) * density(i * h) for i in range(1, steps))
+    area = h / 3 * (density(0.0) + inner + density(abs(t)))
+    return max(0.0, 1 - 2 * area)
+
+
+def paired_comparison(rows: list[dict], baseline: str) -> str:
+    """Each recipe against ``baseline`` at the seeds both ran (same seed: same initialisation and batch
+    order): the per-seed differences in points, their mean and standard error, and a paired t-test."""
+    accuracy = {(row["recipe"], row["seed"]): row["val_accuracy"] for row in rows}
+    baseline_seeds = {seed for recipe, seed in accuracy if recipe == baseline}
+    header = f"{'recipe':<28} {'pairs':>5} {'mean':>6} {'s.e.':>5} {'p':>6}  per seed"
+    lines = [f"paired with {baseline} (points)", header]
+    for recipe in dict.fromkeys(recipe for recipe, _ in accuracy):
+        seeds = sorted(seed for r, seed in accuracy if r == recipe and seed in baseline_seeds)
+        if recipe == baseline or len(seeds) < 2:
+            continue
+        differences = [100 * (accuracy[recipe, seed] - accuracy[baseline, seed]) for seed in seeds]
+        mean, error = statistics.mean(differences), statistics.stdev(differences) / math.sqrt(len(seeds))
+        p = student_t_two_sided_p(mean / error, len(seeds) - 1) if error > 0 else float("nan")
+        each = ", ".join(f"{seed}: {difference:+.2f}" for seed, difference in zip(seeds, differences))
+        lines.append(f"{recipe:<28} {len(seeds):>5} {mean:>+6.2f} {error:>5.2f} {p:>6.3f}  {each}")
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipes", type=Path, default=ROOT / "benchmarks" / "recipes.yaml")
@@ -76,9 +111,13 @@ def main() -> int:
     parser.add_argument("--budget-s", type=float, default=None, help="start no run after this many seconds")
     parser.add_argument("--out", type=Path, default=Path("sweep"))
     parser.add_argument("--table", type=Path, help="print the table of a runs.jsonl and stop")
+    parser.add_argument("--against", metavar="RECIPE", help="with --table: each recipe paired with this one by seed")
     args = parser.parse_args()
     if args.table:
-        print(table([json.loads(line) for line in args.table.read_text().splitlines()]))
+        rows = [json.loads(line) for line in args.table.read_text().splitlines()]
+        print(table(rows))
+        if args.against:
+            print("\n" + paired_comparison(rows, args.against))
         return 0
 
     base = yaml.safe_load(args.params.read_text())
