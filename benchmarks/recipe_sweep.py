@@ -60,9 +60,9 @@ def table(rows: list[dict]) -> str:
     lines = [f"{'recipe':<28} {'runs':>4} {'mean':>7} {'std':>6}  per seed"]
     for recipe, runs in by_recipe.items():
         accuracies = [run["val_accuracy"] for run in sorted(runs, key=lambda run: run["seed"])]
-        std = statistics.stdev(accuracies) if len(accuracies) > 1 else float("nan")
+        std = f"{statistics.stdev(accuracies):.4f}" if len(accuracies) > 1 else "-"  # one run: no spread
         seeds = ", ".join(f"{run['seed']}: {run['val_accuracy']:.4f}" for run in sorted(runs, key=lambda r: r["seed"]))
-        lines.append(f"{recipe:<28} {len(runs):>4} {statistics.mean(accuracies):>7.4f} {std:>6.4f}  {seeds}")
+        lines.append(f"{recipe:<28} {len(runs):>4} {statistics.mean(accuracies):>7.4f} {std:>6}  {seeds}")
     return "\n".join(lines)
 
 
@@ -89,13 +89,16 @@ def paired_comparison(rows: list[dict], baseline: str) -> str:
     lines = [f"paired with {baseline} (points)", header]
     for recipe in dict.fromkeys(recipe for recipe, _ in accuracy):
         seeds = sorted(seed for r, seed in accuracy if r == recipe and seed in baseline_seeds)
-        if recipe == baseline or len(seeds) < 2:
+        if recipe == baseline or not seeds:
             continue
         differences = [100 * (accuracy[recipe, seed] - accuracy[baseline, seed]) for seed in seeds]
-        mean, error = statistics.mean(differences), statistics.stdev(differences) / math.sqrt(len(seeds))
-        p = student_t_two_sided_p(mean / error, len(seeds) - 1) if error > 0 else float("nan")
+        mean, error, p = statistics.mean(differences), "-", "-"  # one pair: no spread, so no test
+        if len(seeds) > 1:
+            spread = statistics.stdev(differences) / math.sqrt(len(seeds))
+            error = f"{spread:.2f}"
+            p = f"{student_t_two_sided_p(mean / spread, len(seeds) - 1):.3f}" if spread > 0 else "-"
         each = ", ".join(f"{seed}: {difference:+.2f}" for seed, difference in zip(seeds, differences))
-        lines.append(f"{recipe:<28} {len(seeds):>5} {mean:>+6.2f} {error:>5.2f} {p:>6.3f}  {each}")
+        lines.append(f"{recipe:<28} {len(seeds):>5} {mean:>+6.2f} {error:>5} {p:>6}  {each}")
     return "\n".join(lines)
 
 

@@ -31,6 +31,7 @@ def test_recipes_are_paired_seed_by_seed_with_the_baseline():
         {"recipe": "new", "seed": 1, "val_accuracy": 0.81},
         {"recipe": "new", "seed": 3, "val_accuracy": 0.99},  # no baseline run at seed 3: left out
         {"recipe": "lonely", "seed": 1, "val_accuracy": 0.5},  # one pair: no spread, no test
+        {"recipe": "elsewhere", "seed": 9, "val_accuracy": 0.5},  # no pair at all: left out
     ]
     lines = paired_comparison(rows, "base").splitlines()
     (new,) = [line for line in lines if line.startswith("new")]
@@ -38,4 +39,6 @@ def test_recipes_are_paired_seed_by_seed_with_the_baseline():
     expected_p = 1 - 2 / math.pi * math.atan(3)
     assert new.split()[1:5] == ["2", "+1.50", "0.50", f"{expected_p:.3f}"]
     assert "1: +1.00, 2: +2.00" in new
-    assert not [line for line in lines if line.startswith(("lonely", "base "))]
+    (lonely,) = [line for line in lines if line.startswith("lonely")]
+    assert lonely.split()[1:6] == ["1", "-30.00", "-", "-", "1:"]
+    assert not [line for line in lines if line.startswith(("elsewhere", "base "))]
