@@ -329,7 +329,6 @@ class Run:
     """Everything the loop works with, built by :func:`set_up`."""
 
     params: Params
-    cfg: TrainConfig
     group: ProcessGroup
     model: torch.nn.Module  # the model itself, for validation and saving
     ddp_model: torch.nn.Module  # what trains: the model, or its DistributedDataParallel wrapper
@@ -352,6 +351,11 @@ class Run:
     resumed_from_step: int = 0  # the checkpoint's step when this process resumed a run; 0 for a fresh one
     started: float = field(default_factory=time.perf_counter)
     progress: Any = None  # the current epoch's progress bar
+
+    @property
+    def cfg(self) -> TrainConfig:
+        """The train section of the params: what the loop reads most."""
+        return self.params.train
 
     @property
     def device(self) -> torch.device:
@@ -587,7 +591,6 @@ def set_up(params: Params, group: ProcessGroup, tokenized_dir: Path, log_dir: Pa
     live = LiveLog(log_dir, state.log) if group.is_main else None
     return Run(
         params=params,
-        cfg=cfg,
         group=group,
         model=model,
         # Gradients are averaged across processes during backward; the model each process holds stays identical.
