@@ -7,9 +7,14 @@ Each check is a row of the report (``smoke.json`` in ``--out``, and a table on s
   kill-resume       a run SIGKILLed after its first checkpoint and started again: the same weights?
   fp16              a model published in fp16 trains under fp16 autocast with a gradient scaler
   nondeterministic  train.deterministic off, twice: how far apart the weights and accuracies land
+  process-group     the bf16 run as a data-parallel worker in a process group of one (NCCL on a GPU,
+                    gloo on a CPU), started by torchrun: DistributedDataParallel and the collectives
+                    run, so one GPU checks the multi-GPU code; the same weights as bf16?
   evaluate          the evaluate stage on the bf16 run's model
   throughput        1-GPU training speed of a MiniLM-sized and a DistilBERT-sized model (random
-                    weights, SST-2's sentence lengths), with train.deterministic on and off
+                    weights, SST-2's sentence lengths) in four settings, to tell apart what
+                    train.deterministic changes at once: ordered kernels, the attention code
+                    (eager or SDPA) and cuDNN's per-shape autotuning (cudnn.benchmark)
 
 It needs the download stage's output and a tokenizer folder, nothing from the network:
 
@@ -27,6 +32,7 @@ import argparse
 import itertools
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -100,7 +106,10 @@ class Smoke:
         if done.returncode != 0:
             raise RuntimeError(f"{name}: the train stage failed:\n{done.stderr[-2000:]}")
         metrics = json.loads((run / "live" / "metrics.json").read_text())
-        return {**metrics, "val_accuracy": metrics["val"]["accuracy"]}, weights(run / "model")
+        # the precision the run says it used (its summary line), not the one asked for
+        used = re.search(r", precision (\w+),", done.stderr)
+        metrics |= {"val_accuracy": metrics["val"]["accuracy"], "precision": used and used.group(1)}
+        return metrics, weights(run / "model")
 
     def prepare(self) -> None:
         from transformers import AutoTokenizer
@@ -126,8 +135,9 @@ class Smoke:
         self.bf16_model = self.work / "bf16" / "model"
         self.row(
             "bf16",
-            metrics["val_accuracy"] > 0,
+            metrics["val_accuracy"] > 0 and metrics["precision"] == "bf16",
             started,
+            precision=metrics["precision"],
             val_accuracy=metrics["val_accuracy"],
             samples_per_s=metrics["train_samples_per_s"],
         )
@@ -167,11 +177,13 @@ class Smoke:
         finite = all(bool(torch.isfinite(t).all()) for t in trained.values())
         self.row(
             "fp16",
-            fp32 and finite and metrics["val_accuracy"] > 0,
+            fp32 and finite and metrics["val_accuracy"] > 0 and metrics["precision"] == "fp16",
             started,
+            precision=metrics["precision"],
             val_accuracy=metrics["val_accuracy"],
             fp32_weights=fp32,
             finite=finite,
+            max_abs_difference_from_bf16=max_difference(self.bf16_weights, trained),
         )
 
     def check_nondeterministic(self) -> None:
@@ -186,6 +198,24 @@ class Smoke:
             max_abs_difference=max_difference(first, second),
             val_accuracies=[first_metrics["val_accuracy"], second_metrics["val_accuracy"]],
             samples_per_s=first_metrics["train_samples_per_s"],
+        )
+
+    def check_process_group(self) -> None:
+        started = time.perf_counter()
+        stage_command, run = self.train_command("process-group", self.params(self.tiny))
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=1", __file__]
+        command += ["--group-of-one", *stage_command[2:]]  # the stage's arguments, after python and its script
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"the train stage in a process group failed:\n{done.stderr[-2000:]}")
+        backend = re.search(r"process group: (\w+)", done.stderr)
+        trained = weights(run / "model")
+        self.row(
+            "process-group",
+            backend is not None and same(self.bf16_weights, trained),
+            started,
+            backend=backend and backend.group(1),
+            max_abs_difference=max_difference(self.bf16_weights, trained),
         )
 
     def check_evaluate(self) -> None:
@@ -210,59 +240,81 @@ class Smoke:
             "minilm": BertConfig(hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536),
             "distilbert": DistilBertConfig(),
         }
+        # (deterministic, attention, cudnn.benchmark): the first and last are what train.deterministic
+        # true and false give; the middle two change one thing at a time.
+        settings = [(True, "eager", False), (False, "eager", False), (False, "sdpa", False), (False, "sdpa", True)]
         for name, config in sizes.items():
-            for deterministic in (True, False):
+            for deterministic, attention, autotune in settings:
                 started = time.perf_counter()
-                speed = measure_training_speed(config, self.work / "tok", self.args, deterministic)
-                self.row(f"throughput-{name}", True, started, deterministic=deterministic, **speed)
+                speed = measure_training_speed(config, self.work / "tok", self.args, deterministic, attention, autotune)
+                self.row(
+                    f"throughput-{name}",
+                    True,
+                    started,
+                    deterministic=deterministic,
+                    attention=attention,
+                    cudnn_benchmark=autotune,
+                    **speed,
+                )
 
 
-def measure_training_speed(config, tokenized: Path, args: argparse.Namespace, deterministic: bool) -> dict:
-    """Optimizer steps per second of the project's train step on a random model of ``config``'s shape."""
+def measure_training_speed(
+    config, tokenized: Path, args: argparse.Namespace, deterministic: bool, attention: str, cudnn_benchmark: bool
+) -> dict:
+    """Training speed of the project's train step on a random model of ``config``'s shape."""
     from transformers import AutoModelForSequenceClassification
 
     from pipeline.batching import BatchLoader, LengthGroupedBatches
     from pipeline.config import TrainConfig
     from pipeline.precision import autocast_for, configure_cuda, grad_scaler_for
     from pipeline.tokenization import load_split, read_meta
-    from pipeline.training import build_optimizer, get_scheduler, train_step, training_attention
+    from pipeline.training import build_optimizer, get_scheduler, train_step
 
     device = torch.device(args.device)
     configure_cuda(device, deterministic, tf32=False)
     if device.type == "cuda":
+        torch.backends.cudnn.benchmark = cudnn_benchmark
         torch.cuda.reset_peak_memory_stats(device)
     cfg = TrainConfig(batch_size=64, device=args.device)
     split = load_split(tokenized, "train")
     torch.manual_seed(0)
-    model = AutoModelForSequenceClassification.from_config(
-        config, attn_implementation=training_attention(device, deterministic)
-    ).to(device)
-    warmup, timed = (1, 2) if args.quick else (10, 60)
+    model = AutoModelForSequenceClassification.from_config(config, attn_implementation=attention).to(device)
+    # SST-2's batches come in about 60 padded lengths, and some kernels (SDPA's among them) pay a
+    # one-time cost for each new shape. So the same batches are timed twice: the first pass meets
+    # shapes this process has not run yet, the second is the steady state a long run settles into.
+    warmup, timed = (1, 2) if args.quick else (10, 100)
     batches = LengthGroupedBatches(split.lengths, cfg.batch_size, shuffle=True, seed=0, group_batches=64)
     loader = endless(BatchLoader(split, batches, read_meta(tokenized)["pad_token_id"]), batches)
+    steps = [next(loader) for _ in range(warmup + timed)]
     optimizer = build_optimizer(model, cfg)
-    scheduler = get_scheduler(optimizer, cfg, warmup + timed)
+    scheduler = get_scheduler(optimizer, cfg, warmup + 2 * timed)
     autocast, scaler = autocast_for("bf16", device), grad_scaler_for("bf16", device)
     model.train()
-    samples = tokens = 0
-    for step in range(warmup + timed):
-        if step == warmup:
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            started = time.perf_counter()
-        batch = {key: value.to(device) for key, value in next(loader).items()}
-        train_step(model, [batch], optimizer, scheduler, autocast, scaler, 1.0)
-        if step >= warmup:
-            samples += len(batch["labels"])
-            tokens += int(batch["attention_mask"].sum())
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    seconds = time.perf_counter() - started
+
+    def seconds_for(pass_batches: list[dict[str, torch.Tensor]]) -> float:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        for batch in pass_batches:
+            batch = {key: value.to(device) for key, value in batch.items()}
+            train_step(model, [batch], optimizer, scheduler, autocast, scaler, 1.0)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - started
+
+    seconds_for(steps[:warmup])
+    first, second = seconds_for(steps[warmup:]), seconds_for(steps[warmup:])
+    samples = sum(len(batch["labels"]) for batch in steps[warmup:])
+    tokens = sum(int(batch["attention_mask"].sum()) for batch in steps[warmup:])
+    shapes = len({tuple(batch["input_ids"].shape) for batch in steps[warmup:]})
     memory = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
     return {
         "parameters_millions": round(sum(p.numel() for p in model.parameters()) / 1e6, 1),
-        "samples_per_s": round(samples / seconds, 1),
-        "real_tokens_per_s": round(tokens / seconds),
+        "timed_batches": len(steps) - warmup,
+        "batch_shapes": shapes,
+        "samples_per_s": round(samples / second, 1),
+        "real_tokens_per_s": round(tokens / second),
+        "first_pass_samples_per_s": round(samples / first, 1),
         "peak_gpu_memory_gib": round(memory, 2) if memory is not None else None,
     }
 
@@ -272,6 +324,36 @@ def endless(loader, batches) -> Iterator[dict[str, torch.Tensor]]:
     for epoch in itertools.count(1):
         batches.set_epoch(epoch)
         yield from loader
+
+
+def train_stage_in_a_group_of_one(stage_args: list[str]) -> None:
+    """The train stage, run by torchrun as the one worker of a process group.
+
+    ``parallel.join`` stands alone when torchrun starts a single process (a group of one only adds
+    work), so here the process joins the group itself, exactly as ``join`` does for several, and
+    counts as distributed: DistributedDataParallel, all_reduce, all_gather and barriers all run.
+    """
+    import runpy
+
+    import torch.distributed as dist
+
+    from pipeline import parallel
+
+    def join(device_preference: str) -> parallel.ProcessGroup:
+        parallel.limit_cpu_threads()
+        local_rank = int(os.environ["LOCAL_RANK"])
+        device = parallel.pick_device(device_preference, local_rank)
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        cuda = device.type == "cuda"
+        dist.init_process_group(backend="nccl" if cuda else "gloo", device_id=device if cuda else None)
+        print(f"process group: {dist.get_backend()}, {dist.get_world_size()} process", file=sys.stderr)
+        return parallel.ProcessGroup(rank=0, local_rank=local_rank, world_size=1, device=device)
+
+    parallel.join = join
+    parallel.ProcessGroup.distributed = property(lambda group: dist.is_initialized())
+    sys.argv = [str(TRAIN_STAGE), *stage_args]
+    runpy.run_path(str(TRAIN_STAGE), run_name="__main__")
 
 
 def weights(folder: Path) -> dict[str, torch.Tensor]:
@@ -289,6 +371,9 @@ def max_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> fl
 
 
 def main() -> int:
+    if sys.argv[1:2] == ["--group-of-one"]:  # a torchrun worker of the process-group check
+        train_stage_in_a_group_of_one(sys.argv[2:])
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--raw", type=Path, default=Path("data/raw"), help="the download stage's output")
     parser.add_argument("--tokenizer", required=True, help="a folder with a fast tokenizer (save_pretrained)")
@@ -298,8 +383,8 @@ def main() -> int:
     parser.add_argument(
         "--only",
         nargs="+",
-        choices=["resume", "fp16", "nondeterministic", "evaluate", "throughput"],
-        help="these checks only (bf16 always runs: the others use its run)",
+        choices=["resume", "fp16", "nondeterministic", "process-group", "evaluate", "throughput"],
+        help="these checks only (bf16 runs too, unless throughput alone is asked: the others use its run)",
     )
     args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -310,12 +395,14 @@ def main() -> int:
         machine |= {"gpu": torch.cuda.get_device_name(), "bf16_native": torch.cuda.is_bf16_supported(False)}
     print(json.dumps(machine), flush=True)
     smoke.prepare()
-    smoke.check_bf16()  # the other checks compare with its weights or use its model
-    wanted = set(args.only or ["resume", "fp16", "nondeterministic", "evaluate", "throughput"])
+    wanted = set(args.only or ["resume", "fp16", "nondeterministic", "process-group", "evaluate", "throughput"])
+    if wanted != {"throughput"}:
+        smoke.check_bf16()  # the other checks compare with its weights or use its model
     checks = [
         ("resume", smoke.check_repeat_and_resume),
         ("fp16", smoke.check_fp16),
         ("nondeterministic", smoke.check_nondeterministic),
+        ("process-group", smoke.check_process_group),
         ("evaluate", smoke.check_evaluate),
         ("throughput", smoke.check_throughput),
     ]

@@ -29,11 +29,14 @@ def test_the_gpu_smoke_script_runs_every_check_on_a_cpu(raw, tokenizer, tmp_path
     done = subprocess.run(command, capture_output=True, text=True, env=ENV)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     rows = {row["check"]: row for row in json.loads((tmp_path / "out" / "smoke.json").read_text())["rows"]}
+    assert rows["bf16"]["ok"] and rows["bf16"]["precision"] == "bf16"  # as the run itself reports it
     assert rows["repeat"]["ok"] and rows["repeat"]["max_abs_difference"] == 0.0
     assert rows["kill-resume"]["killed_after_checkpoint"] and rows["kill-resume"]["resumed_from_step"] > 0
     assert rows["kill-resume"]["max_abs_difference"] == 0.0
     assert rows["fp16"]["ok"] is None  # fp16 autocast needs CUDA: skipped, and said so
     assert rows["nondeterministic"]["identical"]  # CPU kernels are repeatable with or without the setting
+    # torchrun, a gloo process group of one, DistributedDataParallel: the same weights as the lone process
+    assert rows["process-group"]["ok"] and rows["process-group"]["backend"] == "gloo"
     assert 0 <= rows["evaluate"]["accuracy"] <= 1
     assert rows["throughput-minilm"]["samples_per_s"] > 0 and rows["throughput-distilbert"]["samples_per_s"] > 0
 
