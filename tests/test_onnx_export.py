@@ -159,6 +159,16 @@ def test_a_model_the_exporter_cannot_handle_is_one_line_and_writes_nothing(class
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_model_file_that_cannot_be_written_is_reported_as_a_write_not_an_export(classifier, tmp_path):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(classifier)
+    path = tmp_path / "no such folder" / "model.onnx"
+    with pytest.raises(PipelineError, match=r"^export: could not write the ONNX model to .*model\.onnx \("):
+        onnx_export.export_fp32(model, AutoTokenizer.from_pretrained(classifier), path)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_an_fp32_graph_that_computes_something_else_fails_the_stage_and_writes_nothing(
     classifier, raw, tmp_path, monkeypatch
 ):

@@ -88,7 +88,8 @@ def export_fp32(model, tokenizer, path: Path) -> None:
             dynamo=True,
             verbose=False,
         )
-        _drop_stack_traces(program.model)
+    _drop_stack_traces(program.model)
+    with _reported_as(f"export: could not write the ONNX model to {path}"):  # a full disk is not an export bug
         program.save(str(path), external_data=False)  # one file: MiniLM is 90 MB, far below ONNX's 2 GB limit
 
 
