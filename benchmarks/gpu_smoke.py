@@ -330,8 +330,9 @@ def train_stage_in_a_group_of_one(stage_args: list[str]) -> None:
     """The train stage, run by torchrun as the one worker of a process group.
 
     ``parallel.join`` stands alone when torchrun starts a single process (a group of one only adds
-    work), so here the process joins the group itself, exactly as ``join`` does for several, and
-    counts as distributed: DistributedDataParallel, all_reduce, all_gather and barriers all run.
+    work), so here the process joins the group with ``parallel.join_group``, as ``join`` does for
+    several, and counts as distributed: DistributedDataParallel, all_reduce, all_gather and barriers
+    all run.
     """
     import runpy
 
@@ -341,14 +342,9 @@ def train_stage_in_a_group_of_one(stage_args: list[str]) -> None:
 
     def join(device_preference: str) -> parallel.ProcessGroup:
         parallel.limit_cpu_threads()
-        local_rank = int(os.environ["LOCAL_RANK"])
-        device = parallel.pick_device(device_preference, local_rank)
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
-        cuda = device.type == "cuda"
-        dist.init_process_group(backend="nccl" if cuda else "gloo", device_id=device if cuda else None)
-        print(f"process group: {dist.get_backend()}, {dist.get_world_size()} process", file=sys.stderr)
-        return parallel.ProcessGroup(rank=0, local_rank=local_rank, world_size=1, device=device)
+        group = parallel.join_group(device_preference)
+        print(f"process group: {dist.get_backend()}, {group.world_size} process", file=sys.stderr)
+        return group
 
     parallel.join = join
     parallel.ProcessGroup.distributed = property(lambda group: dist.is_initialized())

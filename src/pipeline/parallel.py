@@ -158,13 +158,21 @@ def join(device_preference: str) -> ProcessGroup:
     limit_cpu_threads()
     if not launched_by_torchrun() or int(os.environ["WORLD_SIZE"]) == 1:
         return ProcessGroup(device=pick_device(device_preference))
+    return join_group(device_preference)
+
+
+def join_group(device_preference: str) -> ProcessGroup:
+    """Join torchrun's process group on this worker's device: NCCL on a GPU, gloo on the CPU.
+
+    ``join`` calls this only for two or more processes (a group of one only adds work);
+    benchmarks/gpu_smoke.py calls it for one, to run the collectives on a single GPU.
+    """
     local_rank = int(os.environ["LOCAL_RANK"])
     device = pick_device(device_preference, local_rank)
-    if device.type == "cuda":
+    cuda = device.type == "cuda"
+    if cuda:
         torch.cuda.set_device(device)
-    dist.init_process_group(
-        backend="nccl" if device.type == "cuda" else "gloo", device_id=device if device.type == "cuda" else None
-    )
+    dist.init_process_group(backend="nccl" if cuda else "gloo", device_id=device if cuda else None)
     return ProcessGroup(rank=dist.get_rank(), local_rank=local_rank, world_size=dist.get_world_size(), device=device)
 
 
