@@ -22,13 +22,14 @@ It needs the download stage's output and a tokenizer folder, nothing from the ne
     python benchmarks/gpu_smoke.py --device cpu --quick ...   # the same checks on a CPU, in seconds
 
 On a CPU the fp16 row is skipped (fp16 autocast needs CUDA). docs/scaling.md says how to carry the
-project, its data and the Python packages a bare CUDA image lacks to a GPU machine, and what the
-last run there found. Exit status 1 if a check failed.
+project, its data and the Python packages a bare CUDA image lacks to a GPU machine; docs/notebook.md
+records what the last run there found. Exit status 1 if a check failed.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import os
@@ -262,13 +263,14 @@ def measure_training_speed(
     config, tokenized: Path, args: argparse.Namespace, deterministic: bool, attention: str, cudnn_benchmark: bool
 ) -> dict:
     """Training speed of the project's train step on a random model of ``config``'s shape."""
+    from train_throughput import loop_step  # benchmarks/, the folder of this script
     from transformers import AutoModelForSequenceClassification
 
     from pipeline.batching import BatchLoader, LengthGroupedBatches
     from pipeline.config import TrainConfig
     from pipeline.precision import autocast_for, configure_cuda, grad_scaler_for
     from pipeline.tokenization import load_split, read_meta
-    from pipeline.training import build_optimizer, get_scheduler, train_step
+    from pipeline.training import build_optimizer, get_scheduler
 
     device = torch.device(args.device)
     configure_cuda(device, deterministic, tf32=False)
@@ -279,7 +281,7 @@ def measure_training_speed(
     split = load_split(tokenized, "train")
     torch.manual_seed(0)
     model = AutoModelForSequenceClassification.from_config(config, attn_implementation=attention).to(device)
-    # An SST-2 epoch has 47 padded batch lengths, and some kernels (SDPA's among them) pay a
+    # An SST-2 epoch has many padded batch lengths, and some kernels (SDPA's among them) pay a
     # one-time cost for each new shape. So the same batches are timed twice: the first pass meets
     # shapes this process has not run yet, the second is the steady state a long run settles into.
     warmup, timed = (1, 2) if args.quick else (10, 100)
@@ -297,7 +299,7 @@ def measure_training_speed(
         started = time.perf_counter()
         for batch in pass_batches:
             batch = {key: value.to(device) for key, value in batch.items()}
-            train_step(model, [batch], optimizer, scheduler, autocast, scaler, 1.0)
+            loop_step(model, batch, optimizer, scheduler, autocast, scaler, contextlib.nullcontext(), cfg)
         if device.type == "cuda":
             torch.cuda.synchronize()
         return time.perf_counter() - started

@@ -10,8 +10,7 @@ measured again every round, and the table reports medians over the rounds (ratio
 the per-round ratios, which drift cancels out of).
 
     python benchmarks/train_throughput.py               # the table; JSON in benchmarks/results/train_throughput.json
-    python benchmarks/train_throughput.py --trials      # plus the variants tried on this loop (torch.compile, ...)
-    python benchmarks/train_throughput.py --only c_torch_dropout    # some of the trials (each needs ~2 GB)
+    python benchmarks/train_throughput.py --only c_torch_dropout --only-vs-c   # what train.fast_dropout buys
 
 Reported per configuration: training samples/s, real (non-padding) tokens/s, padding fraction,
 peak RSS, and model FLOP utilisation: 6 × non-embedding parameters × real tokens per second over
@@ -25,12 +24,11 @@ import dataclasses
 import itertools
 import json
 import multiprocessing
-import os
 import resource
 import statistics
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -41,14 +39,19 @@ from pipeline.data import subsample_indices
 from pipeline.modeling import load_pretrained_classifier, load_tokenizer
 from pipeline.precision import autocast_for, grad_scaler_for
 from pipeline.tokenization import TokenizedSplit, load_split, read_meta
-from pipeline.training import build_optimizer, dropout_masks, get_scheduler, train_step, training_attention
+from pipeline.training import (
+    build_optimizer,
+    dropout_masks,
+    get_scheduler,
+    model_inputs,
+    task_loss,
+    training_attention,
+)
 
 
 @dataclass(frozen=True)
 class Config:
     description: str
-    trial: bool = False  # a variant of (c) tried and measured; only with --trials
-    env: dict[str, str] = field(default_factory=dict)  # set before the worker process starts
 
 
 CONFIGS = {
@@ -56,12 +59,7 @@ CONFIGS = {
     "b_trainer": Config("(b) Trainer defaults: dynamic padding, random batches, fp32"),
     "b_trainer_grouped_bf16": Config("(b) Trainer: group_by_length + bf16 (+ fused AdamW, its default)"),
     "c_pipeline": Config("(c) this project's loop, default params"),
-    "c_torch_dropout": Config("(c) with torch's dropout masks (train.fast_dropout=false)", trial=True),
-    "c_compile": Config("(c) + torch.compile(dynamic=True)", trial=True),
-    "c_sdpa_attention": Config("(c) with SDPA attention instead of eager", trial=True),
-    "c_pad8": Config("(c) with pad_to_multiple_of=8", trial=True),
-    # torch's CPU allocator asks for 2 MiB pages for large tensors when this is set.
-    "c_huge_pages": Config("(c) + THP_MEM_ALLOC_ENABLE=1 (huge pages)", trial=True, env={"THP_MEM_ALLOC_ENABLE": "1"}),
+    "c_torch_dropout": Config("(c) with torch's dropout masks (train.fast_dropout=false)"),
 }
 
 
@@ -150,6 +148,20 @@ class Rounds:
         return True
 
 
+def loop_step(model, batch, optimizer, scheduler, autocast, scaler, dropout, cfg) -> None:
+    """One optimizer step as :func:`pipeline.training.train` takes it, for one process and one micro-batch
+    (the data-parallel and accumulation mechanics are no-ops there)."""
+    optimizer.zero_grad(set_to_none=True)
+    with autocast, dropout:
+        loss = task_loss(model(**model_inputs(batch)).logits, batch["labels"], cfg)
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)
+    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+    scaler.step(optimizer)
+    scaler.update()
+    scheduler.step()
+
+
 def batches_forever(make_epoch: Callable[[int], Iterator]) -> Iterator:
     for epoch in itertools.count():
         yield from make_epoch(epoch)
@@ -157,16 +169,11 @@ def batches_forever(make_epoch: Callable[[int], Iterator]) -> Iterator:
 
 def run_manual(name: str, split, meta, model_name, cfg, rounds: Rounds) -> dict:
     torch.manual_seed(cfg.seed)
-    if name == "a_tutorial":
-        attention = None  # what the tutorial gets: the library's default
-    elif name == "c_sdpa_attention":
-        attention = "sdpa"
-    else:
-        attention = training_attention(torch.device("cpu"))
+    # The tutorial gets the library's default attention; the loop, what it trains with.
+    attention = None if name == "a_tutorial" else training_attention(torch.device("cpu"))
     model = load_pretrained_classifier(model_name, meta["label_names"], attn_implementation=attention)
     model.train()
     pad = meta["pad_token_id"]
-    forward = model
     if name == "a_tutorial":
         # The tutorial pads every sentence to the longest of the dataset and uses AdamW as it comes.
         width = meta["splits"]["train"]["length_max"]
@@ -183,11 +190,10 @@ def run_manual(name: str, split, meta, model_name, cfg, rounds: Rounds) -> dict:
             loss.backward()
             optimizer.step()
     else:
-        pad_to = 8 if name == "c_pad8" else cfg.pad_to_multiple_of
         batches = LengthGroupedBatches(
             split.lengths, cfg.batch_size, shuffle=True, seed=cfg.seed, group_batches=cfg.group_by_length_batches
         )
-        loader = BatchLoader(split, batches, pad, pad_to)
+        loader = BatchLoader(split, batches, pad, cfg.pad_to_multiple_of)
         optimizer = build_optimizer(model, cfg)
         scheduler = get_scheduler(optimizer, cfg, 1_000_000)
         cpu = torch.device("cpu")
@@ -195,17 +201,16 @@ def run_manual(name: str, split, meta, model_name, cfg, rounds: Rounds) -> dict:
         dropout = dropout_masks(
             dataclasses.replace(cfg, fast_dropout=cfg.fast_dropout and name != "c_torch_dropout"), cpu
         )
-        forward = torch.compile(model, dynamic=True) if name == "c_compile" else model
 
         def make_epoch(epoch):
             batches.set_epoch(epoch)
             return iter(loader)
 
         def step(batch):
-            train_step(forward, [batch], optimizer, scheduler, autocast, scaler, cfg.max_grad_norm, dropout)
+            loop_step(model, batch, optimizer, scheduler, autocast, scaler, dropout, cfg)
 
     data = batches_forever(make_epoch)
-    rounds.counter = TokenCounter(forward if name == "c_compile" else model)
+    rounds.counter = TokenCounter(model)
     while True:
         step(next(data))
         if not rounds.after_step():
@@ -285,17 +290,10 @@ def worker(name: str, connection, warmup: int, round_seconds: float, workdir: st
 
 def start_worker(name: str, context, args) -> tuple[multiprocessing.Process, object]:
     parent_end, child_end = context.Pipe()
-    saved = dict(os.environ)
-    os.environ.update(CONFIGS[name].env)  # a spawned process starts with the environment it is given here
-    try:
-        process = context.Process(
-            target=worker,
-            args=(name, child_end, args.warmup, args.round_seconds, str(args.out.parent), args.batch_size),
-        )
-        process.start()
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    process = context.Process(
+        target=worker, args=(name, child_end, args.warmup, args.round_seconds, str(args.out.parent), args.batch_size)
+    )
+    process.start()
     if parent_end.recv() != "ready":
         raise RuntimeError(f"worker {name} did not start")
     return process, parent_end
@@ -306,7 +304,6 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="turns each configuration takes")
     parser.add_argument("--round-seconds", type=float, default=4.0, help="length of one turn")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps before the first round")
-    parser.add_argument("--trials", action="store_true", help="also measure the variants of (c) that were tried")
     parser.add_argument(
         "--only",
         nargs="+",
@@ -337,7 +334,7 @@ def main() -> None:
         required = {"c_pipeline"} if args.only_vs_c else {"a_tutorial", "b_trainer_grouped_bf16", "c_pipeline"}
         names = [name for name in CONFIGS if name in required or name in args.only]
     else:
-        names = [name for name, config in CONFIGS.items() if args.trials or not config.trial]
+        names = list(CONFIGS)
     context = multiprocessing.get_context("spawn")
     workers = {}
     for name in names:
@@ -374,7 +371,7 @@ def main() -> None:
         ratios = [s / r for s, r in zip(speed, reference)]
         return statistics.median(ratios), [min(ratios), max(ratios)]
 
-    trainers = [n for n in names if n.startswith("b_") and not CONFIGS[n].trial]
+    trainers = [n for n in names if n.startswith("b_")]
     best_trainer_by_round = [max(values) for values in zip(*(tokens_per_s(n) for n in trainers))]
     tutorial = tokens_per_s("a_tutorial") if "a_tutorial" in names else None
     rows = {}

@@ -69,12 +69,7 @@ def test_an_empty_section_heading_takes_the_defaults():
         ({"train": {"layer_lr_decay": 1.2}}, "train.layer_lr_decay=1.2: expected a number in (0, 1]"),
         ({"train": {"label_smoothing": 1}}, "train.label_smoothing=1.0: expected a number in [0, 1) (0: none)"),
         ({"train": {"label_smoothing": -0.1}}, "train.label_smoothing=-0.1: expected a number in [0, 1)"),
-        (
-            {"train": {"ema_decay": 1}},
-            "train.ema_decay=1.0: expected a number in [0, 1), such as 0.999 (0: no averaging)",
-        ),
-        ({"train": {"ema_decay": -0.5}}, "train.ema_decay=-0.5: expected a number in [0, 1)"),
-        ({"train": {"ema_decay": "slow"}}, "train.ema_decay='slow': expected a number"),
+        ({"train": {"ema_decay": 0.999}}, "unknown parameter train.ema_decay"),
         ({"tokenize": {"max_length": 1}}, "tokenize.max_length=1: expected an integer >= 2"),
         ({"data": {"max_train_samples": 0}}, "data.max_train_samples=0"),
         ({"evaluate": {"batch_size": "8"}}, "evaluate.batch_size='8': expected an integer"),

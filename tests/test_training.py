@@ -10,10 +10,9 @@ from pipeline.batching import collate
 from pipeline.config import DataConfig, ModelConfig, Params, TokenizeConfig, TrainConfig
 from pipeline.data import download
 from pipeline.errors import PipelineError
-from pipeline.evaluation import eval_loader, predict, score
 from pipeline.modeling import load_pretrained_classifier
 from pipeline.tokenization import load_split, tokenize
-from pipeline.training import build_optimizer, layer_depths, set_seed, train, train_step
+from pipeline.training import build_optimizer, layer_depths, set_seed, train
 
 
 def tiny_params(model_dir, **train):
@@ -50,50 +49,35 @@ def test_no_weight_decay_on_biases_and_layer_norms(tiny_bert, layer_lr_decay):
     assert sum(len(group["params"]) for group in optimizer.param_groups) == len(list(model.parameters()))
 
 
-class Classifier(torch.nn.Module):
-    """A model whose output has ``.logits``, as a transformers classifier's does."""
+def test_every_step_clips_the_gradient_norm_before_the_optimizer_steps(tiny_bert, tokenized, tmp_path, monkeypatch):
+    import pipeline.training as training
 
-    def __init__(self, net):
-        super().__init__()
-        self.net = net
+    real_clip, norms = training.clip_grad_norm_, []
 
-    def forward(self, x):
-        return type("Output", (), {"logits": self.net(x)})
+    def clip_and_measure(parameters, max_norm):
+        parameters = list(parameters)
+        raw = real_clip(parameters, max_norm)
+        norms.append((raw.item(), torch.nn.utils.get_total_norm([p.grad for p in parameters]).item()))
+        return raw
 
-
-def plain_parts(lr=1e-2):
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Linear(20, 40), torch.nn.GELU(), torch.nn.Linear(40, 2))
-    optimizer = build_optimizer(net, TrainConfig(lr=lr))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-    return net, optimizer, scheduler, torch.amp.GradScaler("cpu", enabled=False)
-
-
-def test_train_step_clips_the_gradient_norm_before_the_step():
-    net, optimizer, scheduler, scaler = plain_parts()
-    before = [p.detach().clone() for p in net.parameters()]
-    x = torch.randn(16, 20) * 1e3
-    batch = {"x": x, "labels": (x[:, 0] > 0).long()}
-    train_step(Classifier(net), [batch], optimizer, scheduler, None, scaler, max_grad_norm=0.5)
-    # The gradients the step used are left in place: clipped to the norm asked for, far under their raw norm.
-    norm = torch.nn.utils.get_total_norm([p.grad for p in net.parameters()])
-    assert norm.item() == pytest.approx(0.5, rel=1e-4)
-    assert all(not torch.equal(b, p) for b, p in zip(before, net.parameters()))
+    monkeypatch.setattr(training, "clip_grad_norm_", clip_and_measure)
+    train(tiny_params(tiny_bert, epochs=1, lr=2e-3, max_grad_norm=0.05), tokenized, tmp_path / "m", tmp_path / "live")
+    assert len(norms) == 8  # one clipping per optimizer step
+    assert any(raw > 0.05 for raw, _ in norms)
+    for raw, clipped in norms:  # what the optimizer then used
+        assert clipped == pytest.approx(min(raw, 0.05), rel=1e-4)
 
 
 @pytest.mark.parametrize("smoothing", [0.0, 0.2])
-def test_train_step_loss_is_cross_entropy_with_the_label_smoothing_asked_for(smoothing):
-    net, optimizer, scheduler, scaler = plain_parts()
-    x = torch.randn(16, 20)
-    labels = (x[:, 0] > 0).long()
-    with torch.no_grad():
-        expected = torch.nn.functional.cross_entropy(net(x), labels, label_smoothing=smoothing)
-        unsmoothed = torch.nn.functional.cross_entropy(net(x), labels)
-    loss = train_step(
-        Classifier(net), [{"x": x, "labels": labels}], optimizer, scheduler, None, scaler, 1.0, None, smoothing
-    )
-    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
-    assert (loss.item() == pytest.approx(unsmoothed.item(), rel=1e-6)) == (smoothing == 0)
+def test_the_loss_is_cross_entropy_with_the_label_smoothing_asked_for(smoothing):
+    from pipeline.training import task_loss
+
+    torch.manual_seed(0)
+    logits, labels = torch.randn(16, 3), torch.randint(0, 3, (16,))
+    expected = torch.nn.functional.cross_entropy(logits, labels, label_smoothing=smoothing)
+    loss = task_loss(logits, labels, TrainConfig(label_smoothing=smoothing))
+    assert torch.equal(loss, expected)
+    assert torch.equal(loss, torch.nn.functional.cross_entropy(logits, labels)) == (smoothing == 0)
 
 
 def test_layer_depths_count_from_the_embeddings_up_to_the_head(tiny_bert, tiny_distilbert):
@@ -143,7 +127,7 @@ def test_train_writes_a_loadable_model_metrics_and_plots(tiny_bert, tokenized, t
     ]
     assert (tmp_path / "model" / "model.safetensors").is_file()
 
-    from transformers import AutoModelForSequenceClassification, pipeline
+    from transformers import pipeline
 
     model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "model")
     assert model.config.id2label == {0: "negative", 1: "positive"}
@@ -160,31 +144,6 @@ def test_training_is_reproducible(tiny_bert, tokenized, tmp_path):
     assert curves == {name: text for name, text in live_files(tmp_path / "b-live").items() if name != "metrics.json"}
     assert (tmp_path / "a" / "model.safetensors").read_bytes() == (tmp_path / "b" / "model.safetensors").read_bytes()
     assert (tmp_path / "a" / "README.md").read_text() == (tmp_path / "b" / "README.md").read_text()  # the card
-
-
-def test_a_weight_average_changes_what_is_saved_and_validated_not_how_training_goes(tiny_bert, tokenized, tmp_path):
-    plain = train(tiny_params(tiny_bert, lr=2e-3), tokenized, tmp_path / "plain", tmp_path / "plain-live")
-    averaged = train(tiny_params(tiny_bert, lr=2e-3, ema_decay=0.9), tokenized, tmp_path / "ema", tmp_path / "ema-live")
-    # The same steps, losses and learning rates: the average only watches the weights go by.
-    for curve in ("train/loss", "train/lr", "train/epoch_loss"):
-        assert live_curve(tmp_path / "plain-live", curve) == live_curve(tmp_path / "ema-live", curve)
-    saved = {name: load_finetuned_weights(tmp_path / name) for name in ("plain", "ema")}
-    assert saved["plain"].keys() == saved["ema"].keys()
-    assert not torch.equal(saved["plain"]["classifier.weight"], saved["ema"]["classifier.weight"])
-    # The validation logged is that of the saved weights: the average.
-    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "ema")
-    val = load_split(tokenized, "validation")
-    predictions = predict(model, eval_loader(val, 8, pad_token_id=0), torch.device("cpu"))
-    assert score(predictions, n_classes=2)["loss"] == pytest.approx(
-        averaged["val"]["loss"], abs=1e-5
-    )  # logged: 5 places
-    assert averaged["val"]["loss"] != plain["val"]["loss"]
-
-
-def load_finetuned_weights(folder):
-    from safetensors.torch import load_file
-
-    return load_file(folder / "model.safetensors")
 
 
 def test_tiny_model_learns_the_toy_task(tiny_bert, tokenized, tmp_path):
@@ -222,13 +181,12 @@ def test_logged_loss_is_the_mean_of_the_steps_since_the_last_row(tiny_bert, toke
     losses = []
     import pipeline.training as training
 
-    real_step = training.train_step
-    monkeypatch.setattr(
-        training, "train_step", lambda *a: losses.append(real_step(*a).item()) or torch.tensor(losses[-1])
-    )
+    real_loss = training.task_loss  # one micro-batch per step here: a step's loss is its one batch's
+    monkeypatch.setattr(training, "task_loss", lambda *a: losses.append(real_loss(*a)) or losses[-1])
     train(tiny_params(tiny_bert, log_every_steps=3), tokenized, tmp_path / "m", tmp_path / "live")
     rows = live_curve(tmp_path / "live", "train/loss")
     assert [step for step, _ in rows] == [3, 6, 8, 9, 12, 15, 16]
     bounds = [0, 3, 6, 8, 9, 12, 15, 16]
+    losses = [loss.item() for loss in losses]
     for (_, loss), start, end in zip(rows, bounds, bounds[1:]):
         assert loss == pytest.approx(sum(losses[start:end]) / (end - start), abs=1e-5)

@@ -5,7 +5,6 @@ A checkpoint is one folder, ``step-0000200``, in the train stage's checkpoint ou
 - ``model.safetensors``: the weights;
 - ``optimizer.safetensors``: AdamW's moments and step counts;
 - ``tensors.safetensors``: each process's torch RNG state and running loss sums;
-- ``average.safetensors``: the moving average of the weights, in a run that keeps one (``train.ema_decay``);
 - ``state.json``: each process's loop position and counters, Python and NumPy RNG states, the
   scheduler and loss-scaler state, the optimizer's settings, the params the run was started with,
   and a SHA-256 of each file above.
@@ -34,14 +33,12 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, load_model, save_file, save_model
 
-from pipeline.averaging import WeightAverage
 from pipeline.errors import PipelineError, first_line
 from pipeline.outputs import disk_full_error, write_json_atomic
 
-FORMAT = 1
+FORMAT = 2
 _STEP_FOLDER = re.compile(r"step-(\d+)")
 _FILES = ("model.safetensors", "optimizer.safetensors", "tensors.safetensors")
-_AVERAGE = "average.safetensors"
 
 
 def capture_rng(device: torch.device) -> dict[str, Any]:
@@ -76,11 +73,8 @@ class Checkpoint:
     state: dict[str, Any]
     tensors: dict[str, torch.Tensor]
 
-    def restore(
-        self, model, optimizer, scheduler, scaler, rank: int, device: torch.device, average: WeightAverage | None = None
-    ) -> dict[str, Any]:
-        """Load weights, optimizer, scheduler, loss scaler, the weight average if the run keeps one,
-        and this rank's RNGs; return the loop's state."""
+    def restore(self, model, optimizer, scheduler, scaler, rank: int, device: torch.device) -> dict[str, Any]:
+        """Load weights, optimizer, scheduler, loss scaler and this rank's RNGs; return the loop's state."""
         try:
             load_model(model, self.folder / "model.safetensors", strict=True, device=str(device))
         except (RuntimeError, SafetensorError) as exc:
@@ -93,9 +87,6 @@ class Checkpoint:
             per_parameter.setdefault(int(index), {})[name] = tensor
         optimizer.load_state_dict({"state": per_parameter, "param_groups": groups})
         scheduler.load_state_dict(self.state["scheduler"])
-        if average is not None:
-            sums = load_file(self.folder / _AVERAGE, device=str(device))
-            average.load_state_dict(sums, steps=self.state["ranks"][rank]["loop"]["step"])
         if self.state["scaler"]:
             scaler.load_state_dict(self.state["scaler"])
         saved = self.state["ranks"][rank]
@@ -154,7 +145,7 @@ class CheckpointFolder:
             print(f"not resuming from {folder}: {why}; training starts over", file=sys.stderr, flush=True)
             return None
         checkpoint = Checkpoint(folder, state, {})
-        for name in (*_FILES, _AVERAGE):  # a run without an average has neither the file nor its hash
+        for name in _FILES:
             if _sha256(folder / name) != state["sha256"].get(name):
                 raise checkpoint.unusable(f"{name} is damaged or truncated (its SHA-256 does not match state.json)")
         try:
@@ -183,12 +174,11 @@ class CheckpointFolder:
         scheduler,
         scaler,
         ranks: list[dict[str, Any]],
-        average: WeightAverage | None = None,
     ) -> Path:
         """Write a checkpoint for ``step`` (all at once or not at all), then drop every older one.
 
         ``ranks`` holds each process's own state: ``{"rng": capture_rng(), "loop": {...JSON...},
-        "loop_tensors": {name: tensor}}``; model, optimizer, scheduler and average are the same in all.
+        "loop_tensors": {name: tensor}}``; model, optimizer and scheduler are the same in all.
         """
         self.root.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".partial-step-{step:07d}-", dir=self.root))
@@ -215,11 +205,6 @@ class CheckpointFolder:
                 json_ranks.append({"loop": own["loop"], "rng": rng})
             save_file(tensors, str(staging / "tensors.safetensors"))
             files = list(_FILES)
-            if average is not None:
-                save_file(
-                    {n: t.detach().cpu().contiguous() for n, t in average.state_dict().items()}, str(staging / _AVERAGE)
-                )
-                files.append(_AVERAGE)
             state = {
                 "format": FORMAT,
                 "params": self.run_params,

@@ -3,6 +3,9 @@
 ``params.yaml`` is read once, by :func:`load_params`, into frozen dataclasses. Every key is checked
 for spelling, type and range before any stage does work, and a bad value is reported in one line
 that names the key, what it got and what it accepts.
+
+Each key is described here, once, in its field's ``help``; ``python docs/generate.py`` writes
+docs/parameters.md from these descriptions.
 """
 
 from __future__ import annotations
@@ -24,6 +27,11 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
 
 
+def param(default: Any, help: str, **kwargs: Any) -> Any:
+    """A parameter with its default and its description (``help``, in the field's metadata)."""
+    return field(default=default, metadata={"help": help}, **kwargs)
+
+
 def _invalid(key: str, value: Any, expected: str) -> PipelineError:
     return PipelineError(
         f"invalid parameter {key}={value!r}: expected {expected} (edit params.yaml or pass -S {key}=... to dvc exp run)"
@@ -35,22 +43,67 @@ DATA_FORMATS = ("csv", "json", "parquet")
 
 @dataclass(frozen=True)
 class DataConfig:
-    path: str = "nyu-mll/glue"  # a Hub dataset id or a local directory
-    config: str | None = "sst2"  # the Hub configuration; null for a folder of plain split files
-    files: dict[str, str] | None = None  # split name -> file, instead of a folder
-    text_columns: tuple[str, ...] = ("sentence",)  # one column, or two for sentence pairs
-    label_column: str = "label"
-    train_split: str = "train"
-    eval_split: str = "validation"
-    eval_fraction: float | None = None  # no evaluation split in the data: carve this fraction of training
-    test_split: str | None = "test"  # unlabelled (or labelled) examples to predict; null: none
-    # How delimited text is read; datasets hands these to pandas.read_csv.
-    format: str | None = None  # csv (any delimiter), json (JSON or JSON Lines), parquet; null: from the suffix
-    delimiter: str | None = None  # null: "," for .csv, a tab for .tsv
-    column_names: tuple[str, ...] | None = None  # a file without a header row: its columns' names
-    quoting: bool = True  # false: quote characters are part of the text (files with unbalanced quotes)
-    max_train_samples: int | None = None  # None: the whole training split
-    subsample_seed: int = 0  # of the training subsample and of a carved evaluation split
+    """Where the examples come from and how they are read (stage download)."""
+
+    path: str = param(
+        "nyu-mll/glue",
+        "A Hub dataset id, or a local folder of split files: `train.*`; `validation.*`, `dev.*` or `val.*`; "
+        "`test.*` (the patterns `datasets` uses).",
+    )
+    config: str | None = param("sst2", "The Hub dataset's configuration; `null` for a folder of plain split files.")
+    files: dict[str, str] | None = param(
+        None,
+        "Files per split instead of a folder, e.g. `{train: exports/reviews.csv, validation: exports/held_out.csv}`; "
+        "it must name `data.train_split`. `null`: the splits come from `data.path`.",
+    )
+    text_columns: tuple[str, ...] = param(
+        ("sentence",),
+        "The text column, or two different columns for sentence pairs (encoded as the model's pair: its separator, "
+        "and `token_type_ids` where the architecture has them).",
+    )
+    label_column: str = param(
+        "label",
+        "The label column, not one of `data.text_columns`: integers in any range (0-based, 1-based, sparse), "
+        "strings, or a `ClassLabel`; any number of classes from 2.",
+    )
+    train_split: str = param("train", "The split to train on.")
+    eval_split: str = param(
+        "validation",
+        "The split to evaluate on, not `data.train_split` (a local `dev.*` or `val.*` file is the `validation` split).",
+    )
+    eval_fraction: float | None = param(
+        None,
+        "For data without an evaluation split: carve this seeded fraction, in (0, 0.5], of the training split, and "
+        "`eval.json` says so (`eval_split_carved_fraction`). `null`: the data must have `data.eval_split`; a "
+        "fraction is refused when it does.",
+    )
+    test_split: str | None = param(
+        "test",
+        "Examples to predict, labelled or not; `null` for none (also when the test file's columns differ from "
+        "training's, as CoLA's do).",
+    )
+    format: str | None = param(
+        None,
+        "`csv` (any delimiter), `json` (JSON Lines or a JSON array) or `parquet`; `null`: from the file suffix "
+        "(`.csv`, `.tsv`, `.txt`, `.jsonl`, `.json`, `.parquet`).",
+    )
+    delimiter: str | None = param(
+        None,
+        "The one character between the columns of delimited text; `null` means `,` for `.csv` and a tab for `.tsv`, "
+        'while other files (`.txt`) need it set, e.g. `";"`.',
+    )
+    column_names: tuple[str, ...] | None = param(
+        None, "A delimited file without a header row: its columns' names, in order; `null`: the first row names them."
+    )
+    quoting: bool = param(
+        True,
+        "`false`: quote characters are plain text, for files with unbalanced quotes (MRPC's) that a quote-honouring "
+        "reader would merge into fewer rows.",
+    )
+    max_train_samples: int | None = param(
+        None, "`null` for the whole training split, or a seeded subsample of this many examples for quick runs."
+    )
+    subsample_seed: int = param(0, "Seed, in [0, 2**32), of the training subsample and of a carved evaluation split.")
 
     def check(self) -> None:
         if not self.path.strip() and not self.files:
@@ -83,9 +136,18 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    name: str = "sentence-transformers/all-MiniLM-L6-v2"  # a Hub model id or a local folder
-    # Some Hub models ship their own Python code; running it is running someone else's program.
-    trust_remote_code: bool = False
+    """The pretrained model to fine-tune (stages tokenize and train)."""
+
+    name: str = param(
+        "sentence-transformers/all-MiniLM-L6-v2",
+        "A Hub model id or a local folder saved with `save_pretrained`; any architecture "
+        "`AutoModelForSequenceClassification` knows.",
+    )
+    trust_remote_code: bool = param(
+        False,
+        "`true` lets the model run the Python code it ships with (`trust_remote_code` of `from_pretrained`), which "
+        "is running someone else's program: only for models you trust.",
+    )
 
     def check(self) -> None:
         if not self.name.strip():
@@ -94,7 +156,14 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TokenizeConfig:
-    max_length: int = 128  # longer sentences are truncated; the model's own limit is checked at tokenize time
+    """How the text becomes token ids (stage tokenize)."""
+
+    max_length: int = param(
+        128,
+        "Longer examples are cut to this many tokens (pairs `longest_first`); at most the model's position limit "
+        "and at least its special tokens plus one per text, both checked at tokenize time. `meta.json` counts the "
+        "cut examples per split (`n_truncated`), and more than 1% of a split gets a warning.",
+    )
 
     def check(self) -> None:
         if self.max_length < 2:
@@ -103,35 +172,87 @@ class TokenizeConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    seed: int = 42
-    epochs: int = 2
-    batch_size: int = 64
-    lr: float = 1e-4
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    max_grad_norm: float = 1.0
-    # Each layer below the top learns at this fraction of the one above it (1.0: one learning rate for all).
-    layer_lr_decay: float = 0.85
-    label_smoothing: float = 0.0  # the training loss's target: 1 - x on the label, x spread over all classes
-    # > 0: validate and save a moving average of the weights over the steps, with this decay per step.
-    ema_decay: float = 0.0
-    precision: str = "bf16"
-    # Sentences are shuffled, then sorted by length inside windows of this many batches, so a batch
-    # holds sentences of similar length and carries little padding. 1 turns grouping off.
-    group_by_length_batches: int = 64
-    pad_to_multiple_of: int = 1
-    # On CPUs, dropout masks from 16-bit PCG64 numbers (the rate rounded to a multiple of 1/65,536),
-    # cheaper than torch's; false: torch's own. See pipeline/dropout.py and docs/speed.md.
-    fast_dropout: bool = True
-    log_every_steps: int = 10
-    # batch_size is per process; one optimizer step sees batch_size × processes × grad_accum_steps examples.
-    grad_accum_steps: int = 1
-    processes: int = 1  # data-parallel worker processes on this machine (torchrun)
-    device: str = "auto"
-    checkpoint_every_steps: int = 200  # 0: only at the end of each epoch
-    # CUDA only (CPU runs are always repeatable): the same weights from the same seed, at some speed.
-    deterministic: bool = True
-    tf32: bool = False  # CUDA only: fp32 matrix products in TF32 on Ampere and later
+    """The fine-tuning run (stage train)."""
+
+    seed: int = param(42, "Seeds Python, NumPy, torch and the batch order; an integer in [0, 2**32).")
+    epochs: int = param(2, "Passes over the training split; validation after each.")
+    batch_size: int = param(
+        64,
+        "Examples per process per micro-batch; one optimizer step sees `batch_size × processes × grad_accum_steps`.",
+    )
+    lr: float = param(
+        1e-4,
+        "Peak learning rate of AdamW: the classification head's (and the pooler's), and every layer's when "
+        "`train.layer_lr_decay` is 1.",
+    )
+    weight_decay: float = param(
+        0.01,
+        "AdamW's decoupled weight decay, on weight matrices only: biases and LayerNorm (and other norms) get none.",
+    )
+    warmup_ratio: float = param(
+        0.1, "The fraction of optimizer steps, in [0, 1), of linear warmup to `train.lr`; then linear decay to 0."
+    )
+    max_grad_norm: float = param(1.0, "Gradients are clipped to this norm before each optimizer step.")
+    layer_lr_decay: float = param(
+        0.85,
+        "Layer-wise learning-rate decay, in (0, 1]: the head learns at `train.lr`, each transformer layer below it "
+        "at this fraction of the rate of the one above, the embeddings last (with L layers and decay d: the top "
+        "layer at d × lr, the embeddings at d^(L+1) × lr). `1.0`: one rate for all.",
+    )
+    label_smoothing: float = param(
+        0.0,
+        "In [0, 1): the training loss's target keeps 1 − x on the label and spreads x over all classes "
+        "(cross-entropy's `label_smoothing`); validation loss is always plain cross-entropy. `0.0`: none.",
+    )
+    precision: str = param(
+        "bf16",
+        "`fp32`; `bf16` autocast (fast on CPUs with AVX-512 BF16 or AMX and on Ampere or later GPUs; a GPU without "
+        "native bf16 runs `fp16` instead, and says so); or `fp16` autocast with a gradient scaler (CUDA GPUs only). "
+        "The weights are fp32 in every case, whatever dtype the model was published in.",
+    )
+    group_by_length_batches: int = param(
+        64,
+        "Sentences are shuffled, then sorted by length within windows of this many batches, so a batch holds "
+        "sentences of similar length and carries little padding while the batch order stays random. `1`: plain "
+        "random batches.",
+    )
+    pad_to_multiple_of: int = param(
+        1,
+        "Pad each batch's length up to a multiple of this (8 can help GPU tensor cores; on CPUs see docs/speed.md). "
+        "`1`: to the batch's longest example.",
+    )
+    fast_dropout: bool = param(
+        True,
+        "On CPUs, draw dropout masks from 16-bit PCG64 numbers, cheaper than torch's sampler; the rate is rounded to "
+        "a multiple of 1/65,536 (0.1 becomes 0.100006). `false`: torch's own; GPUs always use torch's. See "
+        "src/pipeline/dropout.py and docs/speed.md.",
+    )
+    log_every_steps: int = param(
+        10, "One DVCLive step (mean loss and learning rate, in `metrics/train/`) per this many optimizer steps."
+    )
+    grad_accum_steps: int = param(1, "Micro-batches whose gradients add up before each optimizer step.")
+    processes: int = param(
+        1,
+        "Data-parallel processes on this machine, started by `torchrun` (see docs/scaling.md); at most one per CPU "
+        "core, or one per GPU on CUDA (more is refused before any starts).",
+    )
+    device: str = param("auto", "`auto` (a GPU if one is visible, else the CPU), `cpu` or `cuda`.")
+    checkpoint_every_steps: int = param(
+        200,
+        "A checkpoint every this many optimizer steps and at every epoch end (`0`: epoch ends only); a killed run "
+        "resumes from the latest. Not a DVC param of the train stage, as it changes no result.",
+    )
+    deterministic: bool = param(
+        True,
+        "On CUDA, the same seed gives bit-identical weights (deterministic algorithms, a fixed cuBLAS workspace, the "
+        "plain attention instead of SDPA); `false` trades that for speed (docs/scaling.md says how much). CPU runs "
+        "are always repeatable.",
+    )
+    tf32: bool = param(
+        False,
+        "On CUDA (Ampere or later): fp32 matrix products in TF32, faster and with a 10-bit mantissa; matters for "
+        "`precision: fp32` and the fp32 parts of autocast.",
+    )
 
     def check(self) -> None:
         if not 0 <= self.seed < 2**32:  # what NumPy's seeding accepts
@@ -152,8 +273,6 @@ class TrainConfig:
             raise _invalid("train.layer_lr_decay", self.layer_lr_decay, "a number in (0, 1] (1: no decay)")
         if not 0 <= self.label_smoothing < 1:
             raise _invalid("train.label_smoothing", self.label_smoothing, "a number in [0, 1) (0: none)")
-        if not 0 <= self.ema_decay < 1:
-            raise _invalid("train.ema_decay", self.ema_decay, "a number in [0, 1), such as 0.999 (0: no averaging)")
         if self.precision not in PRECISIONS:
             raise _invalid("train.precision", self.precision, f"one of {', '.join(PRECISIONS)}")
         if self.group_by_length_batches < 1:
@@ -180,8 +299,14 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class EvaluateConfig:
-    batch_size: int = 128
-    precision: str = "bf16"
+    """Scoring the trained model on the evaluation split (stage evaluate)."""
+
+    batch_size: int = param(128, "Evaluation batch size; it changes speed only.")
+    precision: str = param(
+        "bf16",
+        "`fp32`, `bf16` or `fp16` (CUDA only) autocast for the evaluate stage (docs/speed.md compares bf16 with "
+        "fp32); the validation after each epoch uses `train.precision`.",
+    )
 
     def check(self) -> None:
         if self.batch_size < 1:
@@ -192,12 +317,24 @@ class EvaluateConfig:
 
 @dataclass(frozen=True)
 class ExportConfig:
-    # The fp32 ONNX model's logits may differ from eager PyTorch's by this much at most, on any
-    # validation example and class; measured: 6.5e-6 on MiniLM (docs/speed.md).
-    fp32_tolerance: float = 1e-4
-    quantize: bool = True  # try int8 dynamic quantization; it is shipped only if it passes both checks below
-    int8_min_agreement: float = 0.995  # the share of validation labels int8 must give as eager PyTorch does
-    int8_max_accuracy_drop: float = 0.003  # the validation accuracy int8 may lose against eager (0.003: 0.3 points)
+    """The ONNX model and its int8 variant, checked against eager PyTorch (stage export)."""
+
+    fp32_tolerance: float = param(
+        1e-4,
+        "In (0, 1): the export stage fails, writing nothing, when the fp32 ONNX model's logits differ from eager "
+        "PyTorch's by more than this on any validation example and class (docs/speed.md has what MiniLM reaches).",
+    )
+    quantize: bool = param(
+        True,
+        "Also quantize to int8 (onnxruntime dynamic quantization); it is shipped only if it passes both "
+        "`export.int8_*` checks, else predict runs the fp32 model. `false`: fp32 only.",
+    )
+    int8_min_agreement: float = param(
+        0.995, "In [0, 1]: the share of validation labels int8 must give as eager PyTorch does."
+    )
+    int8_max_accuracy_drop: float = param(
+        0.003, "In [0, 1]: the validation accuracy int8 may lose against eager PyTorch (0.003: 0.3 points)."
+    )
 
     def check(self) -> None:
         if not 0 < self.fp32_tolerance < 1:

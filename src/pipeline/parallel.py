@@ -8,6 +8,7 @@ README) and it uses the ranks it is given. Workers talk over gloo on CPU and NCC
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from pipeline.errors import PipelineError
@@ -151,6 +153,18 @@ class ProcessGroup:
     def barrier(self) -> None:
         if self.distributed:
             dist.barrier()
+
+    def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
+        """What trains: the model itself, or with several processes its DistributedDataParallel wrapper,
+        which averages the gradients across processes during ``backward``, so every copy stays identical."""
+        return DistributedDataParallel(model) if self.distributed else model
+
+    def accumulating(self, trained: torch.nn.Module, last: bool) -> contextlib.AbstractContextManager:
+        """Around one micro-batch's forward and backward: gradients are averaged across processes once
+        per optimizer step, on its ``last`` micro-batch, and only added up locally before it."""
+        if last or not isinstance(trained, DistributedDataParallel):
+            return contextlib.nullcontext()
+        return trained.no_sync()
 
 
 def join(device_preference: str) -> ProcessGroup:

@@ -3,7 +3,8 @@
     python tests/helpers/kill_train_stage.py POINT N [train stage arguments...]
 
 POINT is where the process dies, the N-th time it gets there:
-  step        before an optimizer step (mid-epoch: the steps since the last checkpoint are lost)
+  step        before an optimizer step, its gradients computed (at the N-th gradient clipping:
+              mid-epoch, the steps since the last checkpoint are lost)
   checkpoint  right after a checkpoint was saved
   validation  while validating at the end of an epoch
   checkpoint-write  while a checkpoint is half written: just before the N-th call of
@@ -41,7 +42,7 @@ def kill_on_nth_call(function, after: bool = False):
 
 
 if point == "step":
-    training.train_step = kill_on_nth_call(training.train_step)
+    training.clip_grad_norm_ = kill_on_nth_call(training.clip_grad_norm_)
 elif point == "checkpoint":
     checkpoint.CheckpointFolder.save = kill_on_nth_call(checkpoint.CheckpointFolder.save, after=True)
 elif point == "validation":
