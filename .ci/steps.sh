@@ -15,7 +15,7 @@ activate() {
 step_install() {
   python3 -m venv .venv
   activate
-  # torch first and pinned: every later requirement (torch>=2.4) is then already met.
+  # torch first and pinned: every later requirement (torch>=2.13) is then already met.
   pip install --quiet torch==2.13.0 ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
   pip install --quiet -e ".[test]"
 }
@@ -41,7 +41,7 @@ step_lowest() {
   . .venv-lowest/bin/activate
   pip install --quiet torch==2.13.0 ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} uv
   uv pip install --quiet --resolution lowest-direct -e ".[test]"
-  uv pip list 2>/dev/null | grep -E -i '^(torch|transformers|huggingface-hub|datasets|evaluate|dvc|dvclive|pandas|pyarrow|numpy|safetensors|onnx|onnxscript|onnxruntime) '
+  uv pip list 2>/dev/null | grep -E -i '^(torch|transformers|huggingface-hub|datasets|dvc|dvclive|pandas|pyarrow|numpy|safetensors|onnx|onnxscript|onnxruntime) '
   python -m pytest
 }
 
@@ -68,8 +68,9 @@ step_summary() {
     dvc metrics diff --md --all "${GATE_BASELINE:-HEAD}"
     echo "## Params against ${GATE_BASELINE:-HEAD}"
     dvc params diff --md --all "${GATE_BASELINE:-HEAD}"
-    # The same code, params and machine type give the same bytes (docs/reliability.md): a cached output
-    # listed here as modified was not reproduced exactly. Another CPU or a GPU trains other weights.
+    # The same code, params and matrix kernels give the same bytes (docs/reliability.md): a cached output
+    # listed here as modified was not reproduced exactly. A CPU with other kernels, or a GPU, trains
+    # other weights.
     echo "## Cached outputs against ${GATE_BASELINE:-HEAD} (none listed: the same bytes)"
     dvc diff --md "${GATE_BASELINE:-HEAD}"
   } >> "${GITHUB_STEP_SUMMARY:-/dev/stdout}"

@@ -1,11 +1,7 @@
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
-import transformers
-from packaging.version import Version
 
 from pipeline.config import DataConfig, EvaluateConfig, ModelConfig, Params, TokenizeConfig, TrainConfig
 from pipeline.data import download
@@ -112,21 +108,6 @@ def test_evaluate_stage_writes_metrics_and_confusion_rows(glue_dir, tiny_bert, t
     # bf16 autocast (the default) rounds the matrix products and nothing else.
     rounded = evaluate(5, "bf16", "3")
     assert rounded["n_examples"] == 24 and rounded["loss"] == pytest.approx(metrics["loss"], abs=0.02)
-
-
-@pytest.mark.skipif(
-    Version(transformers.__version__) < Version("5"),
-    reason="transformers 4 reports the refused import as a RuntimeError: scoring then imports it (slower, same result)",
-)
-def test_scoring_skips_the_transformers_pipelines_import_and_leaves_it_importable():
-    code = (
-        "import sys, torch\n"
-        "from pipeline.evaluation import Predictions, score\n"
-        "score(Predictions(torch.eye(2), torch.tensor([0, 1]), 0.1), n_classes=2)\n"
-        "assert 'evaluate' in sys.modules and 'transformers.pipelines' not in sys.modules\n"
-        "import transformers.pipelines\n"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_missing_model_folder(tmp_path):

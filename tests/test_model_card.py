@@ -71,4 +71,3 @@ def test_the_revision_is_the_latest_commit_of_the_code_the_run_ran(tmp_path, mon
 def test_the_code_of_a_run_is_the_pipeline_modules_it_imported():
     files = code_files()
     assert Path(training.__file__).resolve() in files and Path(model_card_module.__file__).resolve() in files
-    assert Path(model_card_module.__file__).resolve().parent / "classification_metrics" in files  # loaded by path

@@ -26,8 +26,6 @@ EXEMPT = {
     "src/pipeline/errors.py": "reports errors",
     "src/pipeline/gate.py": "imported by cli.py for `python -m pipeline check` only; no stage runs it",
 }
-# Files a module loads by path rather than by import: evaluate.load() reads the metric module's file.
-LOADED_BY_PATH = {"src/pipeline/evaluation.py": {"src/pipeline/classification_metrics/classification_metrics.py"}}
 
 
 def module_file(name: str) -> Path | None:
@@ -63,7 +61,7 @@ def imported_files(path: Path) -> set[Path]:
 
 
 def files_run_by(script: Path) -> set[str]:
-    """Every ``pipeline`` file that running ``script`` imports or loads, as project-relative paths.
+    """Every ``pipeline`` file that running ``script`` imports, as project-relative paths.
 
     An exempt file's own imports are not followed: what only it imports serves it alone (the gate's
     statistics, say, reached through cli.py), so it changes no output either.
@@ -76,10 +74,7 @@ def files_run_by(script: Path) -> set[str]:
                 seen.add(file)
                 if file.relative_to(ROOT).as_posix() not in EXEMPT:
                     todo.append(file)
-    relative = {file.relative_to(ROOT).as_posix() for file in seen}
-    for module in list(relative):
-        relative |= LOADED_BY_PATH.get(module, set())
-    return relative
+    return {file.relative_to(ROOT).as_posix() for file in seen}
 
 
 def dependency_problems(stage: dict) -> list[str]:

@@ -7,8 +7,6 @@ printed during training and the one in ``metrics/eval.json`` come from the same 
 from __future__ import annotations
 
 import contextlib
-import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,14 +17,13 @@ from pipeline.batching import BatchLoader, LengthGroupedBatches
 from pipeline.config import EvaluateConfig
 from pipeline.data import EVAL_SPLIT, read_info, read_split
 from pipeline.errors import PipelineError
+from pipeline.metrics import classification_scores
 from pipeline.modeling import load_finetuned
 from pipeline.outputs import write_csv_atomic, write_json_atomic
 from pipeline.parallel import limit_cpu_threads, pick_device
 from pipeline.precision import autocast_for, precision_on
 from pipeline.tokenization import TokenizedSplit, load_split, read_meta
 from pipeline.uncertainty import bootstrap_interval, calibration
-
-METRIC_MODULE = Path(__file__).parent / "classification_metrics"  # a local evaluate module: no Hub needed
 
 
 @dataclass(frozen=True)
@@ -84,42 +81,10 @@ def predict(
     return Predictions(logits=logits, labels=labels, loss=loss)
 
 
-@contextlib.contextmanager
-def _transformers_pipelines_hidden() -> Iterator[None]:
-    """Make ``import transformers.pipelines`` fail for a moment, unless it is already imported.
-
-    ``import evaluate`` imports it for its ``Evaluator`` classes, which this project does not use,
-    and that is most of what the import costs (docs/speed.md); when the import fails, evaluate carries on
-    without them, as it does where transformers is not installed.
-    """
-    name = "transformers.pipelines"
-    if name in sys.modules:
-        yield
-        return
-    sys.modules[name] = None  # the import system's marker for "cannot be imported"
-    try:
-        yield
-    finally:
-        if sys.modules.get(name, ...) is None:
-            del sys.modules[name]
-
-
 def score(predictions: Predictions, n_classes: int, per_class: bool = False) -> dict:
-    """accuracy, macro_f1, mcc, for two classes f1, precision and recall (the ``evaluate`` module in
-    ``classification_metrics/``), loss and n_examples; with ``per_class``, each class's scores too."""
-    try:
-        with _transformers_pipelines_hidden():
-            import evaluate
-    except RuntimeError:  # transformers < 5 reports the refused import as a RuntimeError, which evaluate lets through
-        for name in [name for name in sys.modules if name == "evaluate" or name.startswith("evaluate.")]:
-            del sys.modules[name]
-        import evaluate
-
-    metric = evaluate.load(str(METRIC_MODULE))
-    result = metric.compute(
-        predictions=predictions.predicted.tolist(), references=predictions.labels.tolist(), num_labels=n_classes
-    )
-    result.pop("confusion_matrix")
+    """accuracy, macro_f1, mcc, for two classes f1, precision and recall (:mod:`pipeline.metrics`),
+    loss and n_examples; with ``per_class``, each class's scores too."""
+    result = classification_scores(predictions.predicted.numpy(), predictions.labels.numpy(), n_classes)
     classes = result.pop("per_class")
     scores = {
         **{k: round(v, 6) for k, v in result.items()},

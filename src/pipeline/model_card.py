@@ -33,14 +33,12 @@ def base_model_license(model_name: str) -> str | None:
 
 def code_files() -> list[Path]:
     """The code this process runs: every ``pipeline`` module imported so far (the train stage imports
-    exactly its dvc.yaml dependencies), the metric script it loads by path, and the entry script."""
-    package = Path(__file__).resolve().parent
+    exactly its dvc.yaml dependencies) and the entry script."""
     files = {
         Path(module.__file__).resolve()
         for name, module in list(sys.modules.items())
         if name.split(".")[0] == "pipeline" and getattr(module, "__file__", None)
     }
-    files.add(package / "classification_metrics")
     if sys.argv and sys.argv[0].endswith(".py"):
         files.add(Path(sys.argv[0]).resolve())
     return sorted(files)
