@@ -1,7 +1,9 @@
 """Shared fixtures: the real uncased tokenizer from the Hugging Face cache, tiny random models, tiny data.
 
-Tests never reach the Hub. When ``HF_HOME`` is not set and a read-only cache sits at
-``../shared/hf-home``, a scratch copy of it is used (the libraries write lock files into their cache).
+Tests never reach the Hub. ``PIPELINE_SHARED`` may name a folder of offline material: ``hf-home/``, a
+Hugging Face cache, and ``data/``, real data sets (``data/glue``, ``data/mrpc``, ...). When ``HF_HOME`` is
+not set and ``$PIPELINE_SHARED/hf-home`` exists, a scratch copy of it is used (the libraries write lock
+files into their cache). Tests that read ``$PIPELINE_SHARED/data`` are skipped without it (:func:`needs_shared`).
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ import tempfile
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-_SHARED_CACHE = PROJECT_ROOT.parent / "shared" / "hf-home"
-if "HF_HOME" not in os.environ and _SHARED_CACHE.is_dir():
+# The folder of offline material, or None: the one place that reads PIPELINE_SHARED.
+SHARED = Path(os.environ["PIPELINE_SHARED"]).expanduser().resolve() if os.environ.get("PIPELINE_SHARED") else None
+if "HF_HOME" not in os.environ and SHARED is not None and (SHARED / "hf-home").is_dir():
     _scratch = Path(tempfile.mkdtemp(prefix="hf-home-"))
-    shutil.copytree(_SHARED_CACHE, _scratch, dirs_exist_ok=True)
+    shutil.copytree(SHARED / "hf-home", _scratch, dirs_exist_ok=True)
     os.environ["HF_HOME"] = str(_scratch)
 # Must be set before transformers, datasets or huggingface_hub are imported.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -24,6 +27,16 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest  # noqa: E402
+
+
+def needs_shared(relative: str) -> pytest.MarkDecorator:
+    """Skip a test unless ``$PIPELINE_SHARED/<relative>`` (e.g. ``data/glue``) exists."""
+    if SHARED is None:
+        return pytest.mark.skip(reason=f"PIPELINE_SHARED is not set (the folder that holds {relative})")
+    return pytest.mark.skipif(
+        not (SHARED / relative).exists(), reason=f"{SHARED / relative} does not exist (PIPELINE_SHARED={SHARED})"
+    )
+
 
 PRETRAINED = "sentence-transformers/all-MiniLM-L6-v2"  # in the offline cache; its vocabulary is BERT's uncased one
 

@@ -5,14 +5,12 @@ import json
 
 import numpy as np
 import pytest
-from conftest import PROJECT_ROOT
+from conftest import SHARED, needs_shared
 
 from pipeline.config import DataConfig, ModelConfig, TokenizeConfig
 from pipeline.data import download, read_split
 from pipeline.errors import PipelineError
 from pipeline.tokenization import load_split, tokenize
-
-SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
 
 
 def own(path, **overrides):
@@ -150,7 +148,7 @@ def test_the_tokenized_pair_trains_and_validates(tmp_path, tiny_bert):
     assert metrics["steps"] == 4 and 0 <= metrics["val"]["accuracy"] <= 1
 
 
-@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="the shared data folder is not beside the checkout")
+@needs_shared("data")
 @pytest.mark.parametrize(
     ("name", "overrides", "splits", "label_names"),
     [
@@ -175,7 +173,7 @@ def test_the_tokenized_pair_trains_and_validates(tmp_path, tiny_bert):
     ],
 )
 def test_the_shared_real_data_sets_are_read_with_every_row(tmp_path, name, overrides, splits, label_names):
-    info = download(own(SHARED_DATA / name, **overrides), tmp_path / "raw")
+    info = download(own(SHARED / "data" / name, **overrides), tmp_path / "raw")
     assert info["splits"] == splits and info["label_names"] == label_names
     for role, entry in info["read"].items():
         assert entry["rows"] == entry["data_lines"] == splits[role]

@@ -8,7 +8,7 @@ import sys
 
 import pandas as pd
 import pytest
-from conftest import PROJECT_ROOT, sentiment_rows
+from conftest import PROJECT_ROOT, SHARED, needs_shared, sentiment_rows
 
 from pipeline.cli import main
 from pipeline.config import ModelConfig, Params, TrainConfig
@@ -112,16 +112,13 @@ def test_the_predict_stage_writes_other_data_as_csv(classifier, glue_dir, tmp_pa
     assert written["text"].tolist() == sentiment_rows(8, offset=64 + 24)[0]  # commas and all, in order
 
 
-SHARED_GLUE = PROJECT_ROOT.parent / "shared" / "data" / "glue"
-
-
-@pytest.mark.skipif(not SHARED_GLUE.is_dir(), reason="the shared data folder is not beside the checkout")
+@needs_shared("data/glue")
 def test_the_predict_stage_writes_the_file_the_glue_server_takes(classifier, tmp_path):
     from pipeline.config import DataConfig
     from pipeline.data import download
     from pipeline.predict import predict_test_split
 
-    download(DataConfig(path=str(SHARED_GLUE), config="sst2", max_train_samples=100), tmp_path / "raw")
+    download(DataConfig(path=str(SHARED / "data" / "glue"), config="sst2", max_train_samples=100), tmp_path / "raw")
     predict_test_split(classifier, tmp_path / "raw", tmp_path / "predictions")
     lines = (tmp_path / "predictions" / "SST-2.tsv").read_text().splitlines()
     assert lines[0] == "index\tprediction" and len(lines) == 1 + 1821
