@@ -1,9 +1,10 @@
 """Batches from the tokenized cache: length-grouped shuffling and per-batch padding.
 
-SST-2 sentences are 13 tokens long on average but up to 66. Padding every batch to the longest
-sentence of the dataset, as the reference tutorial does, spends most of the arithmetic on padding.
-Here a batch is padded only to its own longest sentence, and sentences of similar length are put in
-the same batch, while the order of batches stays random from epoch to epoch.
+Most SST-2 sentences are far shorter than the longest (``data/tokenized/meta.json`` has the length
+statistics). Padding every batch to the longest sentence of the dataset, as the reference tutorial
+does, spends most of the arithmetic on padding. Here a batch is padded only to its own longest
+sentence, and sentences of similar length are put in the same batch, while the order of batches
+stays random from epoch to epoch.
 """
 
 from __future__ import annotations

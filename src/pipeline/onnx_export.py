@@ -66,7 +66,7 @@ def export_fp32(model, tokenizer, path: Path) -> None:
     import torch
 
     if hasattr(model, "set_attn_implementation"):  # transformers 5; older versions keep SDPA, which exports too
-        # The plain attention graph ran faster in onnxruntime than the SDPA decomposition (docs/speed.md).
+        # The plain attention graph ran faster in onnxruntime than the SDPA decomposition (docs/notebook.md).
         model.set_attn_implementation("eager")
     model.to("cpu").eval()
     example = tokenizer(
@@ -90,7 +90,7 @@ def export_fp32(model, tokenizer, path: Path) -> None:
         )
     _drop_stack_traces(program.model)
     with _reported_as(f"export: could not write the ONNX model to {path}"):  # a full disk is not an export bug
-        program.save(str(path), external_data=False)  # one file: MiniLM is 90 MB, far below ONNX's 2 GB limit
+        program.save(str(path), external_data=False)  # one file: models of this size are far below ONNX's 2 GB limit
 
 
 def _drop_stack_traces(model) -> None:

@@ -76,7 +76,7 @@ def configure_cuda(device: torch.device, deterministic: bool, tf32: bool) -> Non
     software (CPU runs always do). Kernels that add with atomics in a varying order are swapped for
     ordered ones, and cuBLAS gets a fixed workspace; the loop also trains with the plain attention
     (see ``training.training_attention``), since the fused SDPA backward kernels are not
-    deterministic. docs/scaling.md says what it costs.
+    deterministic. What it cost on a GPU: docs/notebook.md.
     ``tf32``: fp32 matrix products in TF32 (10-bit mantissa) on Ampere and later; it changes the
     fp32 parts of a run, not bf16/fp16 autocast's matrix products.
     """

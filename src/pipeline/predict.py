@@ -139,8 +139,8 @@ def torch_classifier(model, tokenizer, precision: str = "auto", device: str = "a
     device = pick_device(device)
     model.to(device).eval()
     if precision == "auto":
-        # On a CPU without bf16 matrix units (AMX), bf16 autocast labels more slowly than fp32:
-        # 240 against 407 sentences/s on an AVX-512 BF16 Xeon (benchmarks/predict_throughput.py).
+        # On a CPU without bf16 matrix units (AMX), bf16 autocast labels more slowly than fp32
+        # (benchmarks/predict_throughput.py measures it; docs/notebook.md has the figures).
         precision = "bf16" if device.type == "cuda" and bf16_is_native(device) else "fp32"
     autocast = autocast_for(precision, device, key="--precision")
     accepted = accepted_inputs(model)

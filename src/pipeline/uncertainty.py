@@ -1,10 +1,10 @@
 """How sure a score is: bootstrap intervals, calibration, and the paired test between two revisions.
 
-872 validation sentences give an accuracy near 90% a standard error of about one point, so a
-single figure says little on its own. The evaluate stage adds a 95% interval to its metrics (a
-seeded bootstrap over the validation examples: the same predictions always give the same
-interval) and the expected calibration error; the metric gate compares two revisions example by
-example with an exact McNemar test.
+A validation split of a few hundred examples leaves an accuracy a standard error as large as the
+differences between recipes, so a single figure says little on its own. The evaluate stage adds a
+95% interval to its metrics (a seeded bootstrap over the validation examples: the same predictions
+always give the same interval) and the expected calibration error; the metric gate compares two
+revisions example by example with an exact McNemar test.
 """
 
 from __future__ import annotations
