@@ -117,16 +117,20 @@ def data_label_column_missing(project: Project) -> None:
     project.params({"data": {"label_column": "stars"}})
 
 
+def _csv_splits(project: Project, name: str, rows: str) -> None:
+    """A folder ``name`` in the project whose train.csv and validation.csv both hold ``rows``."""
+    folder = project.root / name
+    folder.mkdir()
+    (folder / "train.csv").write_text(rows)
+    (folder / "validation.csv").write_text(rows)
+
+
 def params_three_text_columns(project: Project) -> None:
     project.params({"data": {"text_columns": ["a", "b", "c"]}})
 
 
 def data_pair_text_empty(project: Project) -> None:
-    folder = project.root / "pairs"
-    folder.mkdir()
-    rows = "premise,hypothesis,label\na cat sits,an animal sits,1\nit rained,,0\n"
-    (folder / "train.csv").write_text(rows)
-    (folder / "validation.csv").write_text(rows)
+    _csv_splits(project, "pairs", "premise,hypothesis,label\na cat sits,an animal sits,1\nit rained,,0\n")
     project.params({"data": {"path": "./pairs", "text_columns": ["premise", "hypothesis"]}})
 
 
@@ -183,11 +187,7 @@ def data_single_class(project: Project) -> None:
 
 
 def data_labels_mixed(project: Project) -> None:
-    folder = project.root / "sst2"
-    folder.mkdir()
-    rows = "sentence,label\na good film,1\na dull mess,0\nso happy,joy\n"
-    (folder / "train.csv").write_text(rows)
-    (folder / "validation.csv").write_text(rows)
+    _csv_splits(project, "sst2", "sentence,label\na good film,1\na dull mess,0\nso happy,joy\n")
 
 
 def data_empty_split(project: Project) -> None:
