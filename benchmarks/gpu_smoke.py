@@ -134,9 +134,13 @@ class Smoke:
         started = time.perf_counter()
         metrics, self.bf16_weights = self.train("bf16", self.params(self.tiny))
         self.bf16_model = self.work / "bf16" / "model"
+        from pipeline.precision import precision_on
+
+        # bf16 where the hardware has it, else the fallback train.precision documents
+        expected = precision_on("bf16", torch.device(self.args.device))
         self.row(
             "bf16",
-            metrics["val_accuracy"] > 0 and metrics["precision"] == "bf16",
+            metrics["val_accuracy"] > 0 and metrics["precision"] == expected,
             started,
             precision=metrics["precision"],
             val_accuracy=metrics["val_accuracy"],
@@ -268,7 +272,7 @@ def measure_training_speed(
 
     from pipeline.batching import BatchLoader, LengthGroupedBatches
     from pipeline.config import TrainConfig
-    from pipeline.precision import autocast_for, configure_cuda, grad_scaler_for
+    from pipeline.precision import autocast_for, configure_cuda, grad_scaler_for, precision_on
     from pipeline.tokenization import load_split, read_meta
     from pipeline.training import build_optimizer, get_scheduler
 
@@ -290,7 +294,8 @@ def measure_training_speed(
     steps = [next(loader) for _ in range(warmup + timed)]
     optimizer = build_optimizer(model, cfg)
     scheduler = get_scheduler(optimizer, cfg, warmup + 2 * timed)
-    autocast, scaler = autocast_for("bf16", device), grad_scaler_for("bf16", device)
+    precision = precision_on("bf16", device)  # as the train stage would run train.precision=bf16 here
+    autocast, scaler = autocast_for(precision, device), grad_scaler_for(precision, device)
     model.train()
 
     def seconds_for(pass_batches: list[dict[str, torch.Tensor]]) -> float:
@@ -312,6 +317,7 @@ def measure_training_speed(
     memory = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
     return {
         "parameters_millions": round(sum(p.numel() for p in model.parameters()) / 1e6, 1),
+        "precision": precision,
         "timed_batches": len(steps) - warmup,
         "batch_shapes": shapes,
         "samples_per_s": round(samples / second, 1),

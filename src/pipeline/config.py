@@ -206,8 +206,9 @@ class TrainConfig:
     )
     precision: str = param(
         "bf16",
-        "`fp32`; `bf16` autocast (fast on CPUs with AVX-512 BF16 or AMX and on Ampere or later GPUs; a GPU without "
-        "native bf16 runs `fp16` instead, and says so); or `fp16` autocast with a gradient scaler (CUDA GPUs only). "
+        "`fp32`; `bf16` autocast where the hardware has bf16 matrix units (CPUs with AVX-512 BF16 or AMX, Ampere or "
+        "later GPUs; elsewhere it is emulated and slow, so a CPU without them runs `fp32` and a GPU without them "
+        "`fp16`, and says so); or `fp16` autocast with a gradient scaler (CUDA GPUs only). "
         "The weights are fp32 in every case, whatever dtype the model was published in.",
     )
     group_by_length_batches: int = param(
@@ -305,7 +306,8 @@ class EvaluateConfig:
     precision: str = param(
         "bf16",
         "`fp32`, `bf16` or `fp16` (CUDA only) autocast for the evaluate stage (docs/speed.md compares bf16 with "
-        "fp32); the validation after each epoch uses `train.precision`.",
+        "fp32), with `train.precision`'s fallback where bf16 is not native; the validation after each epoch uses "
+        "`train.precision`.",
     )
 
     def check(self) -> None:

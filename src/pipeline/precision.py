@@ -28,16 +28,21 @@ def bf16_is_native(device: torch.device) -> bool:
 
 
 def precision_on(precision: str, device: torch.device, key: str = "train.precision") -> str:
-    """The precision a run actually uses on ``device``: bf16 becomes fp16 (with a gradient scaler) on
-    a GPU without native bf16, as docs/scaling.md promises; everything else stays as asked."""
-    if precision == "bf16" and device.type == "cuda" and not bf16_is_native(device):
-        print(
-            f"warning: {key}=bf16 but {torch.cuda.get_device_name(device)} has no native bf16; "
-            f"using fp16 with a gradient scaler instead",
-            file=sys.stderr,
-        )
-        return "fp16"
-    return precision
+    """The precision a run actually uses on ``device``: bf16 where the hardware has bf16 matrix units;
+    on a GPU without them, fp16 with a gradient scaler; on a CPU without them, fp32, since emulated
+    bf16 runs many times slower than fp32 there (docs/notebook.md). Everything else stays as asked."""
+    if precision != "bf16" or bf16_is_native(device):
+        return precision
+    if device.type == "cuda":
+        fallback, where = "fp16", f"{torch.cuda.get_device_name(device)} has"
+    else:
+        fallback, where = "fp32", "this CPU (no AVX-512 BF16 or AMX) has"
+    print(
+        f"warning: {key}=bf16 but {where} no native bf16; using {fallback} instead"
+        + (" with a gradient scaler" if fallback == "fp16" else ""),
+        file=sys.stderr,
+    )
+    return fallback
 
 
 def autocast_for(
