@@ -58,7 +58,7 @@ step_gate() {
 
 step_slow() {
   activate
-  python -m pytest -m slow   # long-running tests (queued sweeps), after the pipeline has run
+  python -m pytest -m slow   # long-running tests (whole dvc runs, kill-and-resume), after the pipeline has run
 }
 
 step_summary() {

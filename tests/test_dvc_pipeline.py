@@ -123,11 +123,13 @@ def test_nothing_changed_is_a_no_op(project):
         ({"train__lr": 3e-4}, ["train", "evaluate", "predict", "export"]),
         # The same weights come out (no tiny sentence reaches 24 tokens), but the model card records
         # the params, so the model folder changes and predict and export rerun.
-        ({"tokenize__max_length": 24}, ["tokenize", "train", "evaluate", "predict", "export"]),
+        pytest.param(
+            {"tokenize__max_length": 24}, ["tokenize", "train", "evaluate", "predict", "export"], marks=pytest.mark.slow
+        ),
         ({"evaluate__batch_size": 4}, ["evaluate"]),  # not predict: it reads the model, not evaluate.*
         ({"export__int8_min_agreement": 0.9}, ["export"]),
         ({"train__checkpoint_every_steps": 5}, []),  # how often a run is saved changes nothing it computes
-        ({"data__max_train_samples": 40}, ALL_STAGES),
+        pytest.param({"data__max_train_samples": 40}, ALL_STAGES, marks=pytest.mark.slow),
         # How files are read is the download stage's; Parquet has no quotes, so its output and all after it stand.
         ({"data__quoting": False}, ["download"]),
     ],
@@ -144,6 +146,7 @@ def test_a_param_change_reruns_only_the_stages_that_read_it(project, change, exp
     assert stages_that_would_run(project) == []
 
 
+@pytest.mark.slow
 def test_a_sentence_pair_csv_with_string_labels_runs_end_to_end(project):
     rows = [("a cat sits", "an animal sits", "same"), ("it rained", "the day was dry", "different")] * 16
     folder = project / "pairs"
@@ -228,6 +231,7 @@ def test_gate_on_real_dvc_metrics_diff(project):
         predictions_csv.write_text(committed_predictions)
 
 
+@pytest.mark.slow
 def test_two_experiments_compare_and_one_is_promoted(project):
     run(project, "dvc", "exp", "run", "-n", "slow-lr", "-S", "train.lr=1e-5")
     run(project, "dvc", "exp", "run", "-n", "fast-lr", "-S", "train.lr=2e-3", "-S", "train.epochs=2")
@@ -291,6 +295,7 @@ def test_a_library_change_reruns_the_stages_that_run_that_code(project):
     assert stages_that_would_run(project) == []
 
 
+@pytest.mark.slow
 def test_dvc_repro_after_a_kill_ends_as_if_never_interrupted(project):
     def outcome() -> dict:
         metrics = json.loads((project / "metrics" / "train" / "metrics.json").read_text())
@@ -330,6 +335,7 @@ def test_dvc_repro_after_a_kill_ends_as_if_never_interrupted(project):
     assert stages_that_would_run(project) == []
 
 
+@pytest.mark.slow
 def test_two_clean_runs_give_identical_bytes(project):
     """Rerun every stage from scratch: data, tokenized cache, weights and metrics come out the same."""
 
@@ -365,6 +371,7 @@ def test_two_clean_runs_give_identical_bytes(project):
         run(project, "dvc", "checkout", "--quiet", "--force")
 
 
+@pytest.mark.slow
 def test_a_fresh_clone_pulls_from_the_remote_instead_of_retraining(project, tmp_path):
     """docs/remote.md: push with the run cache; a clone pulls, and an unchanged stage is restored, not rerun."""
     remote = tmp_path / "remote"
@@ -399,6 +406,7 @@ def test_a_fresh_clone_pulls_from_the_remote_instead_of_retraining(project, tmp_
     assert (tmp_path / "got" / "model.safetensors").read_bytes() == (project / weights).read_bytes()
 
 
+@pytest.mark.slow
 def test_dvc_exp_show_shows_a_running_experiment_at_its_latest_step(project):
     """DVCLive rewrites metrics/train/metrics.json at every logged step, and `dvc exp show` reads it."""
 

@@ -149,6 +149,7 @@ def with_dropout(glue_dir, tokenizer, setup, tmp_path_factory):
     return (model, tokenized), root / "uninterrupted"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kill_after", ["checkpoint: step 6 saved", "checkpoint: step 9 saved"])  # epoch 1; epoch 2
 def test_a_killed_two_process_run_resumes_to_the_same_results(with_dropout, kill_after, tmp_path):
     setup, uninterrupted = with_dropout

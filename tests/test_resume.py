@@ -97,10 +97,11 @@ def test_an_uninterrupted_run_runs_every_step(uninterrupted):
     "kill_at",
     [
         ("step", 5),  # mid-epoch 1, two steps after the checkpoint at step 3
-        ("checkpoint", 3),  # right after the checkpoint at the end of epoch 1 (steps 3, 6, then epoch end)
-        ("validation", 2),  # while validating epoch 2
+        # right after the checkpoint at the end of epoch 1 (steps 3, 6, then epoch end)
+        pytest.param(("checkpoint", 3), marks=pytest.mark.slow),
+        pytest.param(("validation", 2), marks=pytest.mark.slow),  # while validating epoch 2
         ("checkpoint-write", 9),  # half-way through writing the 5th checkpoint
-        ("step", 23),  # in the last epoch
+        pytest.param(("step", 23), marks=pytest.mark.slow),  # in the last epoch
         ("model-save", 1),  # after the last step, half-way through saving the model
     ],
     ids=lambda k: f"{k[0]}-{k[1]}",
@@ -164,6 +165,7 @@ def uninterrupted_layerwise(tokenized, tiny_bert, tmp_path_factory):
     return results(folder)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kill_at", [("step", 5), ("validation", 2)], ids=lambda k: f"{k[0]}-{k[1]}")
 def test_a_killed_run_with_layer_wise_rates_resumes_to_the_same_results(
     kill_at, tokenized, tiny_bert, uninterrupted, uninterrupted_layerwise, tmp_path
