@@ -267,19 +267,33 @@ def test_two_experiments_compare_and_one_is_promoted(project):
 
 
 @pytest.mark.slow
-def test_a_queued_sweep_runs_in_temporary_copies(project):
-    """Queued experiments run in temporary copies holding only what git and DVC track."""
-    run(project, "dvc", "exp", "run", "--queue", "-S", "train.lr=1e-4,3e-4")
+def test_a_queued_sweep_runs_in_temporary_copies_and_compare_pairs_it_by_seed(project):
+    """Queued experiments run in temporary copies holding only what git and DVC track; a 2-recipe ×
+    2-seed sweep comes back from dvc exp show as two recipes of two runs, paired seed by seed."""
+    run(project, "dvc", "exp", "run", "--queue", "-S", "train.lr=1e-4,3e-4", "-S", "train.seed=1,2")
     run(project, "dvc", "queue", "start")
-    for _ in range(120):
+    for _ in range(300):
         status = run(project, "dvc", "queue", "status").stdout
         if "Queued" not in status and "Running" not in status and "Success" in status:
             break
         time.sleep(2)
     try:
-        assert status.count("Success") == 2, status
-        shown = json.dumps(json.loads(run(project, "dvc", "exp", "show", "--json").stdout))
-        assert '"lr": 0.0001' in shown and '"lr": 0.0003' in shown
+        assert status.count("Success") == 4, status
+        shown = json.loads(run(project, "dvc", "exp", "show", "--json").stdout)
+        accuracy = {}
+        for commit in shown:
+            for exp in commit.get("experiments") or []:
+                data = exp["revs"][0]["data"]
+                train = data["params"]["params.yaml"]["data"]["train"]
+                accuracy[train["lr"], train["seed"]] = data["metrics"]["metrics/eval.json"]["data"]["accuracy"]
+        assert sorted(accuracy) == [(1e-4, 1), (1e-4, 2), (3e-4, 1), (3e-4, 2)]
+        compared = run(project, sys.executable, "-m", "pipeline", "compare", "--against", "train.lr=1e-4").stdout
+        (fast,) = [line.split() for line in compared.splitlines()[1:] if line.startswith("train.lr=0.0003")][:1]
+        assert fast[1] == "2" and float(fast[2]) == pytest.approx((accuracy[3e-4, 1] + accuracy[3e-4, 2]) / 2, abs=1e-4)
+        paired = compared.split("paired with train.lr=0.0001")[1]
+        differences = [accuracy[3e-4, seed] - accuracy[1e-4, seed] for seed in (1, 2)]
+        (pair,) = [line.split() for line in paired.splitlines() if line.startswith("train.lr=0.0003")]
+        assert pair[1] == "2" and float(pair[2]) == pytest.approx(sum(differences) / 2, abs=1e-4)
     finally:
         run(project, "dvc", "exp", "remove", "--all-commits", "--quiet", check=False)
 

@@ -65,6 +65,25 @@ def main(argv: list[str] | None = None) -> int:
         metavar="FILE:METRIC",
         help="metric to watch, repeatable (default from pyproject.toml: [tool.sst2-pipeline.gate])",
     )
+    compare = commands.add_parser(
+        "compare",
+        help="recipes over seeds: each recipe's mean and std from dvc exp show, paired seed by seed with a baseline",
+        description="Reads the finished experiments of `dvc exp show --json` (or --exp-show FILE). Runs whose "
+        "params.yaml differs only in train.seed are one recipe. Baseline: the recipe with the baseline commit's "
+        "params, or --against.",
+    )
+    compare.add_argument("--metric", default="metrics/eval.json:accuracy", metavar="FILE:METRIC")
+    compare.add_argument(
+        "--against",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="the baseline recipe by its params, repeatable, e.g. --against train.lr=1e-4",
+    )
+    compare.add_argument("--all-commits", action="store_true", help="experiments of every commit, not only HEAD's")
+    compare.add_argument(
+        "--exp-show", metavar="FILE", help="a saved `dvc exp show --json` output instead of running it"
+    )
     predict = commands.add_parser(
         "predict",
         help="label texts with the fine-tuned model: arguments, stdin lines, or --input FILE",
@@ -105,6 +124,19 @@ def main(argv: list[str] | None = None) -> int:
         if args.backend == "onnx":
             from pipeline.onnx_export import load_onnx_classifier as load_classifier
         run_stage(args.params, lambda params: predict_command(args, list(params.data.text_columns), load_classifier))
+    if args.command == "compare":
+        import json
+        from pathlib import Path
+
+        from pipeline.recipes import exp_show, parse_assignments, report
+
+        try:
+            shown = json.loads(Path(args.exp_show).read_text()) if args.exp_show else exp_show(args.all_commits)
+            print(report(shown, args.metric, parse_assignments(args.against)))
+        except (OSError, json.JSONDecodeError) as exc:
+            _fail(f"--exp-show {args.exp_show}: {exc}")
+        except PipelineError as exc:
+            _fail(str(exc))
     if args.command == "validate":
         run_stage(args.params, lambda params: params.to_dict())
     elif args.command == "check":
