@@ -37,7 +37,7 @@ from pipeline.batching import BatchLoader, LengthGroupedBatches, collate
 from pipeline.config import load_params
 from pipeline.data import subsample_indices
 from pipeline.modeling import load_pretrained_classifier, load_tokenizer
-from pipeline.precision import autocast_for, grad_scaler_for
+from pipeline.precision import autocast_for, grad_scaler_for, precision_on
 from pipeline.tokenization import TokenizedSplit, load_split, read_meta
 from pipeline.training import (
     build_optimizer,
@@ -197,7 +197,8 @@ def run_manual(name: str, split, meta, model_name, cfg, rounds: Rounds) -> dict:
         optimizer = build_optimizer(model, cfg)
         scheduler = get_scheduler(optimizer, cfg, 1_000_000)
         cpu = torch.device("cpu")
-        autocast, scaler = autocast_for(cfg.precision, cpu), grad_scaler_for(cfg.precision, cpu)
+        precision = precision_on(cfg.precision, cpu)  # what the train stage runs on this CPU
+        autocast, scaler = autocast_for(precision, cpu), grad_scaler_for(precision, cpu)
         dropout = dropout_masks(
             dataclasses.replace(cfg, fast_dropout=cfg.fast_dropout and name != "c_torch_dropout"), cpu
         )
