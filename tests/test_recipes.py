@@ -111,6 +111,9 @@ def test_the_command_reads_a_saved_exp_show_and_fails_in_one_line(tmp_path, caps
     saved.write_text(json.dumps(SWEEP))
     assert main(["compare", "--exp-show", str(saved), "--metric", "metrics/eval.json:loss"]) == 0
     assert "metrics/eval.json:loss over seeds" in capsys.readouterr().out
+    # 3e-4 as dvc exp run -S takes it: YAML reads it as a string, compare as the number it is.
+    assert main(["compare", "--exp-show", str(saved), "--against", "train.lr=3e-4"]) == 0
+    assert "paired with train.lr=0.0003" in capsys.readouterr().out
     with pytest.raises(SystemExit) as stopped:
         main(["compare", "--exp-show", str(saved), "--against", "train.lr"])
     assert stopped.value.code == 2

@@ -144,6 +144,11 @@ def parse_assignments(assignments: list[str]) -> dict[str, Any]:
         if not sep or not key:
             raise PipelineError(f"--against {assignment!r}: expected KEY=VALUE, e.g. train.lr=1e-4")
         parsed[key] = yaml.safe_load(value)
+        if isinstance(parsed[key], str):  # YAML 1.1 reads 1e-4 (no dot) as a string, as params.yaml's loader knows
+            try:
+                parsed[key] = float(parsed[key])
+            except ValueError:
+                pass
     return parsed
 
 
