@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         "params.yaml differs only in train.seed are one recipe. Baseline: the recipe with the baseline commit's "
         "params, or --against.",
     )
-    compare.add_argument("--metric", default="metrics/eval.json:accuracy", metavar="FILE:METRIC")
+    compare.add_argument("--metric", metavar="FILE:METRIC", help="default: metrics/eval.json:accuracy")
     compare.add_argument(
         "--against",
         action="append",
@@ -128,11 +128,12 @@ def main(argv: list[str] | None = None) -> int:
         import json
         from pathlib import Path
 
-        from pipeline.recipes import exp_show, parse_assignments, report
+        from pipeline.recipes import DEFAULT_METRIC, exp_show, parse_assignments, report
 
         try:
             shown = json.loads(Path(args.exp_show).read_text()) if args.exp_show else exp_show(args.all_commits)
-            print(report(shown, args.metric, parse_assignments(args.against)))
+            metric = args.metric or DEFAULT_METRIC
+            print(report(shown, metric, parse_assignments(args.against)))
         except (OSError, json.JSONDecodeError) as exc:
             _fail(f"--exp-show {args.exp_show}: {exc}")
         except PipelineError as exc:
