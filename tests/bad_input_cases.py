@@ -96,6 +96,10 @@ def params_seed_negative(project: Project) -> None:
     project.params({"train": {"seed": -1}})
 
 
+def params_class_weights_negative(project: Project) -> None:
+    project.params({"train": {"class_weights": [1.0, -0.5]}})
+
+
 def data_folder_missing(project: Project) -> None:
     project.params({"data": {"path": "./no-such-folder"}})
 
@@ -252,6 +256,12 @@ def max_length_over_model_limit(project: Project) -> None:
 def train_processes_over_cores(project: Project) -> None:
     project.copy_prepared("data/tokenized")
     project.params({"train": {"processes": 64, "device": "cpu"}})  # 64 workers of a whole model each
+
+
+def train_class_weights_wrong_length(project: Project) -> None:
+    project.copy_prepared("data/tokenized")
+    project.model()
+    project.params({"train": {"class_weights": [1.0, 2.0, 3.0]}})
 
 
 def cache_other_tokenizer(project: Project) -> None:
@@ -567,6 +577,14 @@ CASES: list[Case] = [
         build=params_seed_negative,
     ),
     Case(
+        id="params-class-weights-negative",
+        bad_input="`train.class_weights: [1.0, -0.5]`",
+        stage="train",
+        message="invalid parameter train.class_weights=[1.0, -0.5]: expected one number >= 0 per class, not all 0",
+        exit=2,
+        build=params_class_weights_negative,
+    ),
+    Case(
         id="data-folder-missing",
         bad_input="`data.path` names a folder that does not exist",
         stage="download",
@@ -778,6 +796,14 @@ CASES: list[Case] = [
         message="train.processes=64 but this machine has",
         exit=2,
         build=train_processes_over_cores,
+    ),
+    Case(
+        id="train-class-weights-wrong-length",
+        bad_input="`train.class_weights` with 3 weights for data with 2 classes",
+        stage="train",
+        message="train.class_weights has 3 weights but the data has 2 classes (negative, positive)",
+        exit=2,
+        build=train_class_weights_wrong_length,
     ),
     Case(
         id="cache-other-tokenizer",

@@ -80,6 +80,48 @@ def test_the_loss_is_cross_entropy_with_the_label_smoothing_asked_for(smoothing)
     assert torch.equal(loss, torch.nn.functional.cross_entropy(logits, labels)) == (smoothing == 0)
 
 
+def test_class_weights_make_the_loss_the_weighted_mean_of_the_formula():
+    from pipeline.training import loss_weights, task_loss
+
+    labels = torch.tensor([0, 0, 0, 1, 2, 2])  # 3, 1 and 2 examples of 3 classes
+    balanced = loss_weights("balanced", labels, ["a", "b", "c"])
+    assert balanced.tolist() == pytest.approx([6 / (3 * 3), 6 / (3 * 1), 6 / (3 * 2)])  # n / (k × n_c)
+    logits = torch.tensor(
+        [[2.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.5, 0.5, 0.0], [1.0, 2.0, 3.0], [0.0, 0.0, 1.0], [3.0, 0.0, 0.0]]
+    )
+    # By hand: each example's -log softmax at its label, weighted by its class, over the sum of those weights.
+    nll = -torch.log_softmax(logits, dim=-1)[torch.arange(6), labels]
+    weights = balanced[labels]
+    expected = (weights * nll).sum() / weights.sum()
+    assert task_loss(logits, labels, TrainConfig(), balanced).item() == pytest.approx(expected.item(), rel=1e-6)
+    # Each class's examples carry the same total weight, whatever its frequency.
+    assert [weights[labels == c].sum().item() for c in range(3)] == pytest.approx([2.0, 2.0, 2.0])
+    # A list is taken as given; none leaves the plain loss, bit for bit.
+    assert loss_weights((1.0, 0.0, 2.5), labels, ["a", "b", "c"]).tolist() == [1.0, 0.0, 2.5]
+    assert loss_weights(None, labels, ["a", "b", "c"]) is None
+    assert torch.equal(
+        task_loss(logits, labels, TrainConfig(), None), torch.nn.functional.cross_entropy(logits, labels)
+    )
+
+
+def test_class_weights_that_do_not_fit_the_classes_are_refused():
+    from pipeline.training import loss_weights
+
+    labels = torch.tensor([0, 0, 2])
+    with pytest.raises(PipelineError, match=r"train.class_weights=balanced: class 'b' has no training examples"):
+        loss_weights("balanced", labels, ["a", "b", "c"])
+    with pytest.raises(PipelineError, match=r"has 2 weights but the data has 3 classes \(a, b, c\); give one weight"):
+        loss_weights((1.0, 2.0), labels, ["a", "b", "c"])
+
+
+def test_a_run_with_balanced_weights_trains_and_says_so(tiny_bert, tokenized, tmp_path, capsys):
+    metrics = train(
+        tiny_params(tiny_bert, class_weights="balanced", epochs=1), tokenized, tmp_path / "m", tmp_path / "l"
+    )
+    assert metrics["steps"] == 8
+    assert "class weights of the loss (train.class_weights=balanced): negative " in capsys.readouterr().err
+
+
 def test_layer_depths_count_from_the_embeddings_up_to_the_head(tiny_bert, tiny_distilbert):
     for folder in (tiny_bert, tiny_distilbert):  # encoder.layer.N (BERT), transformer.layer.N (DistilBERT)
         model = load_pretrained_classifier(str(folder), ["negative", "positive"])

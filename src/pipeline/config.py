@@ -204,6 +204,13 @@ class TrainConfig:
         "In [0, 1): the training loss's target keeps 1 − x on the label and spreads x over all classes "
         "(cross-entropy's `label_smoothing`); validation loss is always plain cross-entropy. `0.0`: none.",
     )
+    class_weights: str | tuple[float, ...] | None = param(
+        None,
+        "Per-class weights of the training loss, for unbalanced data: `balanced` (class c weighs n / (k × n_c) for "
+        "n training examples, k classes and n_c examples of c, scikit-learn's rule), or one number >= 0 per class "
+        "in the order of `label_names` (docs/data.md), not all 0. The loss is then the weighted mean over the batch. "
+        "Validation loss stays unweighted. `null`: every class weighs 1.",
+    )
     precision: str = param(
         "bf16",
         "`fp32`; `bf16` autocast where the hardware has bf16 matrix units (CPUs with AVX-512 BF16 or AMX, Ampere or "
@@ -274,6 +281,14 @@ class TrainConfig:
             raise _invalid("train.layer_lr_decay", self.layer_lr_decay, "a number in (0, 1] (1: no decay)")
         if not 0 <= self.label_smoothing < 1:
             raise _invalid("train.label_smoothing", self.label_smoothing, "a number in [0, 1) (0: none)")
+        if isinstance(self.class_weights, str) and self.class_weights != "balanced":
+            raise _invalid("train.class_weights", self.class_weights, "null, balanced, or a list of numbers >= 0")
+        if isinstance(self.class_weights, tuple) and (
+            not all(math.isfinite(w) and w >= 0 for w in self.class_weights) or not any(self.class_weights)
+        ):
+            raise _invalid(
+                "train.class_weights", list(self.class_weights), "one number >= 0 per class, not all 0 (or balanced)"
+            )
         if self.precision not in PRECISIONS:
             raise _invalid("train.precision", self.precision, f"one of {', '.join(PRECISIONS)}")
         if self.group_by_length_batches < 1:
@@ -429,9 +444,12 @@ def _coerce(key: str, value: Any, annotation: Any) -> Any:
             return None
         raise _invalid(key, value, _describe(allowed))
     for kind in allowed:
-        if typing.get_origin(kind) is tuple and isinstance(value, list):
-            if value and all(isinstance(item, str) and item for item in value):
+        if typing.get_origin(kind) is tuple and isinstance(value, list) and value:
+            item_kind = typing.get_args(kind)[0]
+            if item_kind is str and all(isinstance(item, str) and item for item in value):
                 return tuple(value)
+            if item_kind is float and all(isinstance(i, (int, float)) and not isinstance(i, bool) for i in value):
+                return tuple(float(item) for item in value)
         if typing.get_origin(kind) is dict and isinstance(value, dict):
             if all(isinstance(k, str) and isinstance(v, str) and v for k, v in value.items()):
                 return dict(value)
@@ -454,4 +472,5 @@ def _coerce(key: str, value: Any, annotation: Any) -> Any:
 def _describe(allowed: tuple[Any, ...]) -> str:
     names = {int: "an integer", float: "a number", str: "a string", bool: "true or false", type(None): "null"}
     names |= {tuple[str, ...]: "a list of column names", dict[str, str]: "a mapping of split names to files"}
+    names |= {tuple[float, ...]: "a list of numbers"}
     return " or ".join(names.get(kind, str(kind)) for kind in allowed)

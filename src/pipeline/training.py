@@ -119,9 +119,36 @@ def get_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_step
     return get_linear_schedule_with_warmup(optimizer, math.ceil(cfg.warmup_ratio * total_steps), total_steps)
 
 
-def task_loss(logits: torch.Tensor, labels: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
-    """The training loss: cross-entropy, with ``train.label_smoothing``. The one place the loss is chosen."""
-    return torch.nn.functional.cross_entropy(logits, labels, label_smoothing=cfg.label_smoothing)
+def task_loss(
+    logits: torch.Tensor, labels: torch.Tensor, cfg: TrainConfig, class_weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The training loss: cross-entropy, with ``train.label_smoothing`` and the weights of
+    :func:`loss_weights` (a weighted mean over the batch). The one place the loss is chosen."""
+    return torch.nn.functional.cross_entropy(logits, labels, weight=class_weights, label_smoothing=cfg.label_smoothing)
+
+
+def loss_weights(setting: str | tuple[float, ...] | None, labels: torch.Tensor, label_names: list[str]):
+    """``train.class_weights`` as one fp32 weight per class, or None for none.
+
+    ``balanced``: n / (k × n_c), so every class carries the same total weight in an epoch.
+    """
+    if setting is None:
+        return None
+    if setting == "balanced":
+        counts = torch.bincount(labels, minlength=len(label_names))
+        if (counts == 0).any():
+            missing = label_names[int((counts == 0).nonzero()[0])]
+            raise PipelineError(
+                f"train.class_weights=balanced: class {missing!r} has no training examples, so it has no "
+                f"frequency to balance; list the weights instead (one per class: {', '.join(label_names)})"
+            )
+        return (len(labels) / (len(label_names) * counts.double())).float()
+    if len(setting) != len(label_names):
+        raise PipelineError(
+            f"train.class_weights has {len(setting)} weights but the data has {len(label_names)} classes "
+            f"({', '.join(label_names)}); give one weight per class, in that order"
+        )
+    return torch.tensor(setting, dtype=torch.float32)
 
 
 def model_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -327,7 +354,7 @@ def train(
                     with group.accumulating(ddp_model, last=i == len(micro_batches) - 1):
                         with run.autocast, run.dropout:
                             logits = ddp_model(**model_inputs(batch)).logits
-                            loss = task_loss(logits, batch["labels"], cfg) / len(micro_batches)
+                            loss = task_loss(logits, batch["labels"], cfg, run.class_weights) / len(micro_batches)
                         scaler.scale(loss).backward()  # the scaler is a no-op unless fp16
                     step_loss += loss.detach().float()
                 scaler.unscale_(optimizer)  # fp16: clip the true gradients, not the scaled ones
@@ -391,6 +418,7 @@ class Run:
     train_loader: BatchLoader
     val_loader: BatchLoader
     steps_per_epoch: int
+    class_weights: torch.Tensor | None  # train.class_weights per class, on the device; None: all 1
     checkpoints: CheckpointFolder | None
     params: Params
     tokenizer: Any
@@ -408,6 +436,7 @@ def set_up(params: Params, group: ProcessGroup, tokenized_dir: Path, checkpoint_
     check_cache_matches_model(meta, tokenizer, params.model.name)
     train_split, val_split = load_split(tokenized_dir, TRAIN_SPLIT), load_split(tokenized_dir, EVAL_SPLIT)
     pad = meta["pad_token_id"]
+    class_weights = loss_weights(cfg.class_weights, train_split.labels, meta["label_names"])
 
     # The checkpoint, if any, is checked before anything big is loaded, so a damaged one fails fast.
     checkpoints, found = None, None
@@ -458,6 +487,7 @@ def set_up(params: Params, group: ProcessGroup, tokenized_dir: Path, checkpoint_
         train_loader=train_loader,
         val_loader=eval_loader(val_split, cfg.batch_size, pad, num_replicas=group.world_size, rank=group.rank),
         steps_per_epoch=steps_per_epoch,
+        class_weights=class_weights.to(device) if class_weights is not None else None,
         checkpoints=checkpoints,
         params=params,
         tokenizer=tokenizer,
@@ -511,6 +541,9 @@ def describe(run: Run, group: ProcessGroup, precision: str) -> str:
     rates = sorted(
         {module.p for module in run.model.modules() if isinstance(module, torch.nn.Dropout) and module.p > 0}
     )
+    if run.class_weights is not None:
+        weights = ", ".join(f"{name} {w:.4g}" for name, w in zip(run.label_names, run.class_weights.tolist()))
+        lines.append(f"class weights of the loss (train.class_weights={cfg.class_weights}): {weights}")
     if isinstance(run.dropout, FastCpuDropout) and rates:
         applied = ", ".join(f"{p:g} → {rounded_rate(p):.6f}" for p in rates)
         lines.append(f"fast CPU dropout is on (train.fast_dropout): rates rounded to a multiple of 1/65536 ({applied})")
