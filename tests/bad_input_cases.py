@@ -96,6 +96,14 @@ def params_seed_negative(project: Project) -> None:
     project.params({"train": {"seed": -1}})
 
 
+def params_select_fraction_out_of_range(project: Project) -> None:
+    project.params({"data": {"select_fraction": 0.8}})
+
+
+def params_patience_without_select_best(project: Project) -> None:
+    project.params({"train": {"patience": 2}})
+
+
 def params_class_weights_negative(project: Project) -> None:
     project.params({"train": {"class_weights": [1.0, -0.5]}})
 
@@ -262,6 +270,12 @@ def train_class_weights_wrong_length(project: Project) -> None:
     project.copy_prepared("data/tokenized")
     project.model()
     project.params({"train": {"class_weights": [1.0, 2.0, 3.0]}})
+
+
+def train_select_best_without_slice(project: Project) -> None:
+    project.copy_prepared("data/tokenized")  # tokenized without data.select_fraction
+    project.model()
+    project.params({"train": {"select_best": True}})
 
 
 def cache_other_tokenizer(project: Project) -> None:
@@ -577,6 +591,22 @@ CASES: list[Case] = [
         build=params_seed_negative,
     ),
     Case(
+        id="params-select-fraction-out-of-range",
+        bad_input="`data.select_fraction: 0.8`",
+        stage="download",
+        message="invalid parameter data.select_fraction=0.8: expected null or a number in (0, 0.5]",
+        exit=2,
+        build=params_select_fraction_out_of_range,
+    ),
+    Case(
+        id="params-patience-without-select-best",
+        bad_input="`train.patience: 2` with `train.select_best: false`",
+        stage="train",
+        message="invalid parameter train.patience=2: expected 0 unless train.select_best is true",
+        exit=2,
+        build=params_patience_without_select_best,
+    ),
+    Case(
         id="params-class-weights-negative",
         bad_input="`train.class_weights: [1.0, -0.5]`",
         stage="train",
@@ -796,6 +826,14 @@ CASES: list[Case] = [
         message="train.processes=64 but this machine has",
         exit=2,
         build=train_processes_over_cores,
+    ),
+    Case(
+        id="train-select-best-without-slice",
+        bad_input="`train.select_best: true` on a cache tokenized without `data.select_fraction`",
+        stage="train",
+        message="train.select_best needs the select slice carved from training, and the tokenized cache has none",
+        exit=2,
+        build=train_select_best_without_slice,
     ),
     Case(
         id="train-class-weights-wrong-length",

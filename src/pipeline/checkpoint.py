@@ -36,9 +36,10 @@ from safetensors.torch import load_file, load_model, save_file, save_model
 from pipeline.errors import PipelineError, first_line
 from pipeline.outputs import disk_full_error, write_json_atomic
 
-FORMAT = 2
+FORMAT = 3
 _STEP_FOLDER = re.compile(r"step-(\d+)")
 _FILES = ("model.safetensors", "optimizer.safetensors", "tensors.safetensors")
+_BEST = "best.safetensors"  # with train.select_best, once an epoch has been scored
 
 
 def capture_rng(device: torch.device) -> dict[str, Any]:
@@ -105,6 +106,10 @@ class Checkpoint:
         }
         return {**saved["loop"], "tensors": loop_tensors}
 
+    def best_weights(self) -> dict[str, torch.Tensor] | None:
+        """The best epoch's weights, if the run kept any (``train.select_best``)."""
+        return load_file(self.folder / _BEST) if _BEST in self.state["sha256"] else None
+
     def unusable(self, why: str) -> PipelineError:
         return PipelineError(
             f"checkpoint {self.folder} is unusable: {why} (delete it to start training over: rm -r {self.folder})"
@@ -145,7 +150,7 @@ class CheckpointFolder:
             print(f"not resuming from {folder}: {why}; training starts over", file=sys.stderr, flush=True)
             return None
         checkpoint = Checkpoint(folder, state, {})
-        for name in _FILES:
+        for name in dict.fromkeys([*_FILES, *state["sha256"]]):
             if _sha256(folder / name) != state["sha256"].get(name):
                 raise checkpoint.unusable(f"{name} is damaged or truncated (its SHA-256 does not match state.json)")
         try:
@@ -174,11 +179,13 @@ class CheckpointFolder:
         scheduler,
         scaler,
         ranks: list[dict[str, Any]],
+        best_weights: dict[str, torch.Tensor] | None = None,
     ) -> Path:
         """Write a checkpoint for ``step`` (all at once or not at all), then drop every older one.
 
         ``ranks`` holds each process's own state: ``{"rng": capture_rng(), "loop": {...JSON...},
         "loop_tensors": {name: tensor}}``; model, optimizer and scheduler are the same in all.
+        ``best_weights``: the weights of the best epoch so far (``train.select_best``), as ``best.safetensors``.
         """
         self.root.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".partial-step-{step:07d}-", dir=self.root))
@@ -205,6 +212,9 @@ class CheckpointFolder:
                 json_ranks.append({"loop": own["loop"], "rng": rng})
             save_file(tensors, str(staging / "tensors.safetensors"))
             files = list(_FILES)
+            if best_weights is not None:
+                save_file({k: t.contiguous() for k, t in best_weights.items()}, str(staging / _BEST))
+                files.append(_BEST)
             state = {
                 "format": FORMAT,
                 "params": self.run_params,

@@ -25,6 +25,7 @@ from pipeline.errors import PipelineError
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
+SELECT_METRICS = ("accuracy", "macro_f1", "mcc", "f1", "loss")
 
 
 def param(default: Any, help: str, **kwargs: Any) -> Any:
@@ -77,6 +78,12 @@ class DataConfig:
         "`eval.json` says so (`eval_split_carved_fraction`). `null`: the data must have `data.eval_split`; a "
         "fraction is refused when it does.",
     )
+    select_fraction: float | None = param(
+        None,
+        "Carve this seeded fraction, in (0, 0.5], of the training split as the `select` slice on which "
+        "`train.select_best` chooses the epoch to keep; it trains on the rest. Every training class must occur in "
+        "it. `null`: no slice.",
+    )
     test_split: str | None = param(
         "test",
         "Examples to predict, labelled or not; `null` for none (also when the test file's columns differ from "
@@ -120,6 +127,8 @@ class DataConfig:
             raise _invalid("data.eval_split", self.eval_split, "a split other than data.train_split")
         if self.eval_fraction is not None and not 0 < self.eval_fraction <= 0.5:
             raise _invalid("data.eval_fraction", self.eval_fraction, "null or a number in (0, 0.5]")
+        if self.select_fraction is not None and not 0 < self.select_fraction <= 0.5:
+            raise _invalid("data.select_fraction", self.select_fraction, "null or a number in (0, 0.5]")
         if self.format is not None and self.format not in DATA_FORMATS:
             raise _invalid("data.format", self.format, f"null or one of {', '.join(DATA_FORMATS)}")
         if self.delimiter is not None and len(self.delimiter) != 1:
@@ -211,6 +220,23 @@ class TrainConfig:
         "in the order of `label_names` (docs/data.md), not all 0. The loss is then the weighted mean over the batch. "
         "Validation loss stays unweighted. `null`: every class weighs 1.",
     )
+    select_best: bool = param(
+        False,
+        "Keep the epoch whose `train.select_metric` on the `select` slice (carved from training by "
+        "`data.select_fraction`) is best, not the last: the saved model is that epoch's, and `metrics/train/"
+        "metrics.json` says which (`selected`). The validation split is never used to choose, so `metrics/eval.json` "
+        "stays an unbiased estimate.",
+    )
+    select_metric: str = param(
+        "accuracy",
+        "What `train.select_best` maximises on the slice: `accuracy`, `macro_f1`, `mcc`, `f1` (two classes) or "
+        "`loss` (minimised).",
+    )
+    patience: int = param(
+        0,
+        "With `train.select_best`: stop once this many epochs in a row brought no better select score (the "
+        "learning-rate schedule still spans `train.epochs`). `0`: train every epoch.",
+    )
     precision: str = param(
         "bf16",
         "`fp32`; `bf16` autocast where the hardware has bf16 matrix units (CPUs with AVX-512 BF16 or AMX, Ampere or "
@@ -288,6 +314,14 @@ class TrainConfig:
         ):
             raise _invalid(
                 "train.class_weights", list(self.class_weights), "one number >= 0 per class, not all 0 (or balanced)"
+            )
+        if self.select_metric not in SELECT_METRICS:
+            raise _invalid("train.select_metric", self.select_metric, f"one of {', '.join(SELECT_METRICS)}")
+        if self.patience < 0:
+            raise _invalid("train.patience", self.patience, "an integer >= 0 (0: train every epoch)")
+        if self.patience and not self.select_best:
+            raise _invalid(
+                "train.patience", self.patience, "0 unless train.select_best is true (patience counts select scores)"
             )
         if self.precision not in PRECISIONS:
             raise _invalid("train.precision", self.precision, f"one of {', '.join(PRECISIONS)}")

@@ -35,6 +35,7 @@ from pipeline.outputs import atomic_directory, read_json_output, write_json_atom
 
 TRAIN_SPLIT = "train"
 EVAL_SPLIT = "validation"
+SELECT_SPLIT = "select"  # carved from training by data.select_fraction, for train.select_best
 TEST_SPLIT = "test"
 LABELED_SPLITS = (TRAIN_SPLIT, EVAL_SPLIT)
 UNLABELED = -1  # the label of an example without one, such as GLUE's hidden-answer test split
@@ -436,6 +437,22 @@ def _download(cfg: DataConfig, out_dir: str | Path) -> dict:
     if EVAL_SPLIT not in tables:
         tables[TRAIN_SPLIT], tables[EVAL_SPLIT] = carve(tables[TRAIN_SPLIT], cfg.eval_fraction, cfg.subsample_seed)
         carved = {"from": cfg.train_split, "fraction": cfg.eval_fraction, "seed": cfg.subsample_seed}
+    select = None
+    if cfg.select_fraction is not None:
+        present = set(np.unique(tables[TRAIN_SPLIT]["label"]).tolist())
+        tables[TRAIN_SPLIT], tables[SELECT_SPLIT] = carve(
+            tables[TRAIN_SPLIT],
+            cfg.select_fraction,
+            cfg.subsample_seed + 1,  # not the eval carve's draw
+        )
+        select = {"from": cfg.train_split, "fraction": cfg.select_fraction, "seed": cfg.subsample_seed + 1}
+        absent = sorted(present - set(np.unique(tables[SELECT_SPLIT]["label"]).tolist()))
+        if absent:
+            raise PipelineError(
+                f"{describe}: data.select_fraction={cfg.select_fraction} carves {len(tables[SELECT_SPLIT]['label'])} "
+                f"examples, with no example of class {names[absent[0]]!r}; the best epoch must be chosen on every "
+                f"class: raise data.select_fraction"
+            )
     n_source_train = len(tables[TRAIN_SPLIT]["label"])
     subsample = None
     if cfg.max_train_samples is not None and cfg.max_train_samples < n_source_train:
@@ -464,6 +481,7 @@ def _download(cfg: DataConfig, out_dir: str | Path) -> dict:
         "splits": {role: len(columns["label"]) for role, columns in tables.items()},
         "read": {role: {"from": split, **read[split]} for role, split in _role_sources(cfg, splits).items()},
         "eval_split_carved": carved,
+        "select_split_carved": select,
         "train_subsample": subsample,
     }
     with atomic_directory(out_dir) as staging:
@@ -473,10 +491,16 @@ def _download(cfg: DataConfig, out_dir: str | Path) -> dict:
     for role, entry in info["read"].items():  # after the write: a failed run prints its error line alone
         lines = f" ({entry['data_lines']:,} data lines in {', '.join(entry['files'])})" if "data_lines" in entry else ""
         print(f"download: {role}: {entry['rows']:,} rows read from split {entry['from']!r}{lines}", file=sys.stderr)
+    if select:
+        print(
+            f"download: select: {info['splits'][SELECT_SPLIT]:,} rows carved from training "
+            f"(data.select_fraction={cfg.select_fraction}), for train.select_best",
+            file=sys.stderr,
+        )
     return info
 
 
-def _role_sources(cfg: DataConfig, splits: dict[str, Any]) -> dict[str, str]:
+def _role_sources(cfg: DataConfig, splits: dict[str, Any]) -> dict[str, str]:  # the splits read, not carved
     named = {TRAIN_SPLIT: cfg.train_split, EVAL_SPLIT: cfg.eval_split, TEST_SPLIT: cfg.test_split}
     return {role: named[role] for role in splits}
 

@@ -20,7 +20,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from pipeline.config import ModelConfig, TokenizeConfig
-from pipeline.data import LABELED_SPLITS, read_info, read_split
+from pipeline.data import LABELED_SPLITS, SELECT_SPLIT, read_info, read_split
 from pipeline.errors import PipelineError
 from pipeline.modeling import load_config, load_tokenizer, max_sequence_length
 from pipeline.outputs import atomic_directory, read_json_output, write_json_atomic
@@ -141,7 +141,8 @@ def tokenize(model_cfg: ModelConfig, tok_cfg: TokenizeConfig, raw_dir: str | Pat
         "splits": {},
     }
     with atomic_directory(out_dir) as staging:
-        for split in LABELED_SPLITS:
+        carved = [SELECT_SPLIT] if info.get("select_split_carved") else []
+        for split in [*LABELED_SPLITS, *carved]:
             raw = read_split(raw_dir, split)
             encoded = encode(tokenizer, raw.texts, tok_cfg.max_length, raw.text_pairs, token_types)
             tensors = {

@@ -34,7 +34,7 @@ from pipeline import parallel
 from pipeline.batching import BatchLoader, LengthGroupedBatches
 from pipeline.checkpoint import CheckpointFolder, capture_rng
 from pipeline.config import Params, TrainConfig
-from pipeline.data import EVAL_SPLIT, TRAIN_SPLIT
+from pipeline.data import EVAL_SPLIT, SELECT_SPLIT, TRAIN_SPLIT
 from pipeline.dropout import FastCpuDropout, rounded_rate
 from pipeline.errors import PipelineError
 from pipeline.evaluation import eval_loader, predict, score
@@ -172,13 +172,15 @@ class StepRow(NamedTuple):
 
 
 class EpochRow(NamedTuple):
-    """A logged epoch: its mean training loss and its validation results."""
+    """A logged epoch: its mean training loss, its validation results and, with ``train.select_best``,
+    its ``train.select_metric`` on the carved select slice."""
 
     epoch: int
     step: int
     train_loss: float
     val_loss: float
     val_accuracy: float
+    select_score: float | None = None
 
 
 @dataclass
@@ -201,8 +203,27 @@ class Progress:
     # Losses add up on the device and are read every log_every_steps, so steps never wait on .item().
     epoch_loss: torch.Tensor = field(default_factory=lambda: torch.zeros(()))
     interval_loss: torch.Tensor = field(default_factory=lambda: torch.zeros(()))
+    # train.select_best: the epoch that scored best on the select slice so far, and its weights (rank 0's;
+    # a checkpoint saves them beside the model's).
+    best_epoch: int = 0
+    best_step: int = 0
+    best_score: float | None = None
+    epochs_since_best: int = 0
+    best_weights: dict[str, torch.Tensor] | None = None
 
-    SCALARS = ("epoch", "steps_in_epoch", "step", "interval_steps", "samples", "real_tokens", "padded_tokens")
+    SCALARS = (
+        "epoch",
+        "steps_in_epoch",
+        "step",
+        "interval_steps",
+        "samples",
+        "real_tokens",
+        "padded_tokens",
+        "best_epoch",
+        "best_step",
+        "best_score",
+        "epochs_since_best",
+    )
 
     def count_examples(self, micro_batches: list[dict[str, torch.Tensor]]) -> None:
         """Count a step's examples and its real and padded tokens (on the CPU: no wait on a GPU)."""
@@ -225,6 +246,16 @@ class Progress:
         self.interval_loss.zero_()
         self.interval_steps = 0
         return row
+
+    def consider(self, score: float, lower_is_better: bool, model: torch.nn.Module | None) -> None:
+        """This epoch's select score: if it beats the best so far (ties keep the earlier epoch), it becomes
+        the best and ``model``'s weights are kept (None: a process that saves no model keeps none)."""
+        if self.best_score is None or (score < self.best_score if lower_is_better else score > self.best_score):
+            self.best_epoch, self.best_step, self.best_score, self.epochs_since_best = self.epoch, self.step, score, 0
+            if model is not None:
+                self.best_weights = {name: t.detach().cpu().clone() for name, t in model.state_dict().items()}
+        else:
+            self.epochs_since_best += 1
 
     def finish_epoch(self, epoch: int) -> None:
         self.epoch, self.steps_in_epoch = epoch + 1, 0
@@ -276,6 +307,8 @@ class LiveLog:
         self.live.log_metric("train/epoch_loss", round(row.train_loss, 5))
         self.live.log_metric("val/loss", round(row.val_loss, 5))
         self.live.log_metric("val/accuracy", round(row.val_accuracy, 5))
+        if row.select_score is not None:  # every epoch's is in metrics.json's "selected"
+            self.live.log_metric("select/score", round(row.select_score, 5), plot=False)
         self.live.next_step()
 
     def finish(self, final: dict[str, Any]) -> dict[str, Any]:
@@ -331,10 +364,17 @@ def train(
             loop, loop_tensors = progress.to_checkpoint(elapsed_s())
             ranks = group.all_gather({"rng": capture_rng(device), "loop": loop, "loop_tensors": loop_tensors})
             if group.is_main:
-                saved = checkpoints.save(progress.step, model, optimizer, scheduler, scaler, ranks)
+                saved = checkpoints.save(
+                    progress.step, model, optimizer, scheduler, scaler, ranks, best_weights=progress.best_weights
+                )
                 group.print(f"checkpoint: step {progress.step} saved to {saved}")
 
         for epoch in range(progress.epoch, cfg.epochs + 1):
+            if cfg.patience and progress.epochs_since_best >= cfg.patience:
+                group.print(
+                    f"early stop: no better select score in the {cfg.patience} epochs after epoch {progress.best_epoch}"
+                )
+                break
             ddp_model.train()
             run.batches.set_epoch(epoch)
             remaining = run.train_loader.with_indices(start=progress.steps_in_epoch * cfg.grad_accum_steps)
@@ -384,14 +424,21 @@ def train(
             train_loss = group.mean(progress.epoch_loss).item() / run.steps_per_epoch
             group.print(f"epoch {epoch}/{cfg.epochs}: validating on {len(run.val_loader.split)} sentences")
             predictions = predict(model, run.val_loader, device, gather=group.all_gather, autocast=run.autocast)
+            selected = None
+            if run.select_loader is not None:  # train.select_best: judged on the slice carved from training
+                chosen = predict(model, run.select_loader, device, gather=group.all_gather, autocast=run.autocast)
+                selected = score(chosen, n_classes=len(run.label_names))[cfg.select_metric]
+                progress.consider(selected, cfg.select_metric == "loss", model if group.is_main else None)
             if group.is_main:
                 val = score(predictions, n_classes=len(run.label_names))
-                row = EpochRow(epoch, progress.step, train_loss, val["loss"], val["accuracy"])
+                row = EpochRow(epoch, progress.step, train_loss, val["loss"], val["accuracy"], selected)
                 progress.epoch_rows.append(row)
                 live.add_epoch(row)
                 group.print(
                     f"epoch {epoch}/{cfg.epochs}: train loss {train_loss:.4f}, validation loss "
-                    f"{val['loss']:.4f}, accuracy {val['accuracy']:.4f}, {elapsed_s():.0f} s"
+                    f"{val['loss']:.4f}, accuracy {val['accuracy']:.4f}"
+                    + (f", select {cfg.select_metric} {selected:.4f}" if selected is not None else "")
+                    + f", {elapsed_s():.0f} s"
                 )
             progress.finish_epoch(epoch)
             if checkpoints:
@@ -417,6 +464,7 @@ class Run:
     batches: LengthGroupedBatches
     train_loader: BatchLoader
     val_loader: BatchLoader
+    select_loader: BatchLoader | None  # the carved select slice, with train.select_best; else None
     steps_per_epoch: int
     class_weights: torch.Tensor | None  # train.class_weights per class, on the device; None: all 1
     checkpoints: CheckpointFolder | None
@@ -437,6 +485,20 @@ def set_up(params: Params, group: ProcessGroup, tokenized_dir: Path, checkpoint_
     train_split, val_split = load_split(tokenized_dir, TRAIN_SPLIT), load_split(tokenized_dir, EVAL_SPLIT)
     pad = meta["pad_token_id"]
     class_weights = loss_weights(cfg.class_weights, train_split.labels, meta["label_names"])
+    select_loader = None
+    if cfg.select_best:
+        if SELECT_SPLIT not in meta["splits"]:
+            raise PipelineError(
+                "train.select_best needs the select slice carved from training, and the tokenized cache has none: "
+                "set data.select_fraction (e.g. 0.1) and rerun: dvc repro"
+            )
+        if cfg.select_metric == "f1" and len(meta["label_names"]) != 2:
+            raise PipelineError(
+                f"train.select_metric=f1 is the positive class's F1 of two classes, and the data has "
+                f"{len(meta['label_names'])}; use macro_f1, accuracy, mcc or loss"
+            )
+        select_split = load_split(tokenized_dir, SELECT_SPLIT)
+        select_loader = eval_loader(select_split, cfg.batch_size, pad, num_replicas=group.world_size, rank=group.rank)
 
     # The checkpoint, if any, is checked before anything big is loaded, so a damaged one fails fast.
     checkpoints, found = None, None
@@ -473,6 +535,8 @@ def set_up(params: Params, group: ProcessGroup, tokenized_dir: Path, checkpoint_
     progress = Progress(epoch_loss=torch.zeros((), device=device), interval_loss=torch.zeros((), device=device))
     if found is not None:
         progress = Progress.from_checkpoint(found.restore(model, optimizer, scheduler, scaler, group.rank, device))
+        if group.is_main:
+            progress.best_weights = found.best_weights()
         group.print(f"resuming from {found.folder}: epoch {progress.epoch}, step {progress.step}")
     run = Run(
         model=model,
@@ -486,6 +550,7 @@ def set_up(params: Params, group: ProcessGroup, tokenized_dir: Path, checkpoint_
         batches=batches,
         train_loader=train_loader,
         val_loader=eval_loader(val_split, cfg.batch_size, pad, num_replicas=group.world_size, rank=group.rank),
+        select_loader=select_loader,
         steps_per_epoch=steps_per_epoch,
         class_weights=class_weights.to(device) if class_weights is not None else None,
         checkpoints=checkpoints,
@@ -504,8 +569,23 @@ def wrap_up(run: Run, group: ProcessGroup, live: LiveLog | None, model_dir: Path
     samples, real_tokens, padded_tokens = (int(total) for total in sum(group.all_gather(counts)))
     if not group.is_main:
         return None
-    last = progress.epoch_rows[-1]
-    card = model_card(run.params, run.label_names, last.val_accuracy, last.val_loss)
+    cfg, kept = run.params.train, progress.epoch_rows[-1]
+    selected = {}
+    if progress.best_weights is not None:  # train.select_best: the best epoch's weights, not the last's
+        run.model.load_state_dict(progress.best_weights)
+        kept = progress.epoch_rows[progress.best_epoch - 1]
+        selected = {
+            "selected": {
+                "epoch": progress.best_epoch,
+                "step": progress.best_step,
+                "metric": cfg.select_metric,
+                "score": round(progress.best_score, 6),
+                "on": f"the select slice carved from training ({len(run.select_loader.split)} examples)",
+                "epochs_trained": len(progress.epoch_rows),
+                "scores": [round(row.select_score, 6) for row in progress.epoch_rows],  # epoch by epoch
+            }
+        }
+    card = model_card(run.params, run.label_names, kept.val_accuracy, kept.val_loss)
     save_finetuned(run.model.cpu(), run.tokenizer, model_dir, card)
     metrics = live.finish(
         {
@@ -517,6 +597,7 @@ def wrap_up(run: Run, group: ProcessGroup, live: LiveLog | None, model_dir: Path
             # How this process got there: a resumed run ran only the steps after its checkpoint.
             "resumed_from_step": run.resumed_from_step,
             "steps_run": progress.step - run.resumed_from_step,
+            **selected,
         }
     )
     if run.checkpoints:
