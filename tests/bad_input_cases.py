@@ -610,7 +610,7 @@ CASES: list[Case] = [
         id="params-class-weights-negative",
         bad_input="`train.class_weights: [1.0, -0.5]`",
         stage="train",
-        message="invalid parameter train.class_weights=[1.0, -0.5]: expected one number >= 0 per class, not all 0",
+        message="invalid parameter train.class_weights=[1.0, -0.5]: expected one number > 0 per class (or balanced)",
         exit=2,
         build=params_class_weights_negative,
     ),

@@ -70,8 +70,8 @@ def test_an_empty_section_heading_takes_the_defaults():
         ({"train": {"label_smoothing": 1}}, "train.label_smoothing=1.0: expected a number in [0, 1) (0: none)"),
         ({"train": {"label_smoothing": -0.1}}, "train.label_smoothing=-0.1: expected a number in [0, 1)"),
         ({"train": {"class_weights": "inverse"}}, "train.class_weights='inverse': expected null, balanced, or a list"),
-        ({"train": {"class_weights": [1, -1]}}, "train.class_weights=[1.0, -1.0]: expected one number >= 0 per class"),
-        ({"train": {"class_weights": [0, 0]}}, "train.class_weights=[0.0, 0.0]: expected one number >= 0 per class"),
+        ({"train": {"class_weights": [1, -1]}}, "train.class_weights=[1.0, -1.0]: expected one number > 0 per class"),
+        ({"train": {"class_weights": [1, 0]}}, "train.class_weights=[1.0, 0.0]: expected one number > 0 per class"),
         (
             {"train": {"class_weights": ["a", 1]}},
             "train.class_weights=['a', 1]: expected a string or a list of numbers",

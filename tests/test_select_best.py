@@ -45,7 +45,9 @@ def test_the_select_slice_is_carved_from_training_and_tokenized(noisy):
 
 
 def test_a_slice_without_every_class_is_refused(glue_dir, tmp_path):
-    with pytest.raises(PipelineError, match=r"data.select_fraction=0.01 carves 1 examples, with no example of class"):
+    with pytest.raises(
+        PipelineError, match=r"data.select_fraction=0.01 carves 1 example\(s\), with no example of class"
+    ):
         download(DataConfig(path=str(glue_dir), config=None, select_fraction=0.01), tmp_path / "raw")
     assert not (tmp_path / "raw").exists()
 
@@ -107,7 +109,7 @@ def test_patience_stops_after_epochs_without_a_better_score(uninterrupted, noisy
     best = scores.index(min(scores))
     done = run_train(tmp_path, noisy / "tok", write_params(tmp_path, tiny_bert, **SELECTING, patience=1))
     assert done.returncode == 0, done.stderr
-    assert f"early stop: no better select score in the 1 epochs after epoch {best + 1}" in done.stderr
+    assert f"early stop: no better select score in 1 epoch(s) after epoch {best + 1}" in done.stderr
     selected = json.loads((tmp_path / "live" / "metrics.json").read_text())["selected"]
     assert selected["epochs_trained"] == best + 2 and selected["epoch"] == best + 1
     # The same epoch of the same run up to there: the same weights as the run that trained every epoch.

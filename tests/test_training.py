@@ -97,7 +97,7 @@ def test_class_weights_make_the_loss_the_weighted_mean_of_the_formula():
     # Each class's examples carry the same total weight, whatever its frequency.
     assert [weights[labels == c].sum().item() for c in range(3)] == pytest.approx([2.0, 2.0, 2.0])
     # A list is taken as given; none leaves the plain loss, bit for bit.
-    assert loss_weights((1.0, 0.0, 2.5), labels, ["a", "b", "c"]).tolist() == [1.0, 0.0, 2.5]
+    assert loss_weights((1.0, 0.5, 2.5), labels, ["a", "b", "c"]).tolist() == [1.0, 0.5, 2.5]
     assert loss_weights(None, labels, ["a", "b", "c"]) is None
     assert torch.equal(
         task_loss(logits, labels, TrainConfig(), None), torch.nn.functional.cross_entropy(logits, labels)

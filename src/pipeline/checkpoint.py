@@ -108,7 +108,12 @@ class Checkpoint:
 
     def best_weights(self) -> dict[str, torch.Tensor] | None:
         """The best epoch's weights, if the run kept any (``train.select_best``)."""
-        return load_file(self.folder / _BEST) if _BEST in self.state["sha256"] else None
+        if _BEST not in self.state["sha256"]:
+            return None
+        try:
+            return load_file(self.folder / _BEST)
+        except SafetensorError as exc:
+            raise self.unusable(f"{_BEST} cannot be read ({first_line(exc)})") from None
 
     def unusable(self, why: str) -> PipelineError:
         return PipelineError(

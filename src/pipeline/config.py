@@ -216,8 +216,8 @@ class TrainConfig:
     class_weights: str | tuple[float, ...] | None = param(
         None,
         "Per-class weights of the training loss, for unbalanced data: `balanced` (class c weighs n / (k × n_c) for "
-        "n training examples, k classes and n_c examples of c, scikit-learn's rule), or one number >= 0 per class "
-        "in the order of `label_names` (docs/data.md), not all 0. The loss is then the weighted mean over the batch. "
+        "n training examples, k classes and n_c examples of c, scikit-learn's rule), or one number > 0 per class "
+        "in the order of `label_names` (docs/data.md). The loss is then each micro-batch's weighted mean. "
         "Validation loss stays unweighted. `null`: every class weighs 1.",
     )
     select_best: bool = param(
@@ -309,12 +309,9 @@ class TrainConfig:
             raise _invalid("train.label_smoothing", self.label_smoothing, "a number in [0, 1) (0: none)")
         if isinstance(self.class_weights, str) and self.class_weights != "balanced":
             raise _invalid("train.class_weights", self.class_weights, "null, balanced, or a list of numbers >= 0")
-        if isinstance(self.class_weights, tuple) and (
-            not all(math.isfinite(w) and w >= 0 for w in self.class_weights) or not any(self.class_weights)
-        ):
-            raise _invalid(
-                "train.class_weights", list(self.class_weights), "one number >= 0 per class, not all 0 (or balanced)"
-            )
+        if isinstance(self.class_weights, tuple) and (not all(math.isfinite(w) and w > 0 for w in self.class_weights)):
+            # 0 would make a micro-batch of only that class a 0/0 loss: NaN weights after one step.
+            raise _invalid("train.class_weights", list(self.class_weights), "one number > 0 per class (or balanced)")
         if self.select_metric not in SELECT_METRICS:
             raise _invalid("train.select_metric", self.select_metric, f"one of {', '.join(SELECT_METRICS)}")
         if self.patience < 0:

@@ -437,6 +437,13 @@ def _download(cfg: DataConfig, out_dir: str | Path) -> dict:
     if EVAL_SPLIT not in tables:
         tables[TRAIN_SPLIT], tables[EVAL_SPLIT] = carve(tables[TRAIN_SPLIT], cfg.eval_fraction, cfg.subsample_seed)
         carved = {"from": cfg.train_split, "fraction": cfg.eval_fraction, "seed": cfg.subsample_seed}
+    n_source_train = len(tables[TRAIN_SPLIT]["label"])
+    subsample = None
+    if cfg.max_train_samples is not None and cfg.max_train_samples < n_source_train:
+        keep = subsample_indices(n_source_train, cfg.max_train_samples, cfg.subsample_seed)
+        tables[TRAIN_SPLIT] = take(tables[TRAIN_SPLIT], keep)
+        subsample = {"of": n_source_train, "kept": len(keep), "seed": cfg.subsample_seed}
+    # From the examples training would use (after data.max_train_samples), so it trains on the rest.
     select = None
     if cfg.select_fraction is not None:
         present = set(np.unique(tables[TRAIN_SPLIT]["label"]).tolist())
@@ -450,15 +457,9 @@ def _download(cfg: DataConfig, out_dir: str | Path) -> dict:
         if absent:
             raise PipelineError(
                 f"{describe}: data.select_fraction={cfg.select_fraction} carves {len(tables[SELECT_SPLIT]['label'])} "
-                f"examples, with no example of class {names[absent[0]]!r}; the best epoch must be chosen on every "
+                f"example(s), with no example of class {names[absent[0]]!r}; the best epoch must be chosen on every "
                 f"class: raise data.select_fraction"
             )
-    n_source_train = len(tables[TRAIN_SPLIT]["label"])
-    subsample = None
-    if cfg.max_train_samples is not None and cfg.max_train_samples < n_source_train:
-        keep = subsample_indices(n_source_train, cfg.max_train_samples, cfg.subsample_seed)
-        tables[TRAIN_SPLIT] = take(tables[TRAIN_SPLIT], keep)
-        subsample = {"of": n_source_train, "kept": len(keep), "seed": cfg.subsample_seed}
     trained = set(np.unique(tables[TRAIN_SPLIT]["label"]).tolist())
     if len(trained) < 2:
         raise PipelineError(
@@ -481,7 +482,7 @@ def _download(cfg: DataConfig, out_dir: str | Path) -> dict:
         "splits": {role: len(columns["label"]) for role, columns in tables.items()},
         "read": {role: {"from": split, **read[split]} for role, split in _role_sources(cfg, splits).items()},
         "eval_split_carved": carved,
-        "select_split_carved": select,
+        **({"select_split_carved": select} if select else {}),  # absent: the default's info.json as before
         "train_subsample": subsample,
     }
     with atomic_directory(out_dir) as staging:

@@ -372,7 +372,7 @@ def train(
         for epoch in range(progress.epoch, cfg.epochs + 1):
             if cfg.patience and progress.epochs_since_best >= cfg.patience:
                 group.print(
-                    f"early stop: no better select score in the {cfg.patience} epochs after epoch {progress.best_epoch}"
+                    f"early stop: no better select score in {cfg.patience} epoch(s) after epoch {progress.best_epoch}"
                 )
                 break
             ddp_model.train()
@@ -537,6 +537,8 @@ def set_up(params: Params, group: ProcessGroup, tokenized_dir: Path, checkpoint_
         progress = Progress.from_checkpoint(found.restore(model, optimizer, scheduler, scaler, group.rank, device))
         if group.is_main:
             progress.best_weights = found.best_weights()
+            if cfg.select_best and progress.best_epoch and progress.best_weights is None:
+                raise found.unusable(f"it records epoch {progress.best_epoch} as the best but holds no best weights")
         group.print(f"resuming from {found.folder}: epoch {progress.epoch}, step {progress.step}")
     run = Run(
         model=model,
@@ -571,9 +573,9 @@ def wrap_up(run: Run, group: ProcessGroup, live: LiveLog | None, model_dir: Path
         return None
     cfg, kept = run.params.train, progress.epoch_rows[-1]
     selected = {}
-    if progress.best_weights is not None:  # train.select_best: the best epoch's weights, not the last's
+    if cfg.select_best:  # the best epoch's weights, not the last's
         run.model.load_state_dict(progress.best_weights)
-        kept = progress.epoch_rows[progress.best_epoch - 1]
+        (kept,) = [row for row in progress.epoch_rows if row.epoch == progress.best_epoch]
         selected = {
             "selected": {
                 "epoch": progress.best_epoch,
@@ -581,6 +583,8 @@ def wrap_up(run: Run, group: ProcessGroup, live: LiveLog | None, model_dir: Path
                 "metric": cfg.select_metric,
                 "score": round(progress.best_score, 6),
                 "on": f"the select slice carved from training ({len(run.select_loader.split)} examples)",
+                "val_accuracy": kept.val_accuracy,  # the top-level "val" is the last epoch's
+                "val_loss": kept.val_loss,
                 "epochs_trained": len(progress.epoch_rows),
                 "scores": [round(row.select_score, 6) for row in progress.epoch_rows],  # epoch by epoch
             }
