@@ -100,6 +100,10 @@ def params_select_fraction_out_of_range(project: Project) -> None:
     project.params({"data": {"select_fraction": 0.8}})
 
 
+def params_select_fraction_without_select_best(project: Project) -> None:
+    project.params({"data": {"select_fraction": 0.1}})
+
+
 def params_patience_without_select_best(project: Project) -> None:
     project.params({"train": {"patience": 2}})
 
@@ -597,6 +601,14 @@ CASES: list[Case] = [
         message="invalid parameter data.select_fraction=0.8: expected null or a number in (0, 0.5]",
         exit=2,
         build=params_select_fraction_out_of_range,
+    ),
+    Case(
+        id="params-select-fraction-without-select-best",
+        bad_input="`data.select_fraction: 0.1` with `train.select_best: false`",
+        stage="download",
+        message="data.select_fraction=0.1 carves a slice out of training that only train.select_best uses",
+        exit=2,
+        build=params_select_fraction_without_select_best,
     ),
     Case(
         id="params-patience-without-select-best",

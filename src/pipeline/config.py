@@ -82,7 +82,7 @@ class DataConfig:
         None,
         "Carve this seeded fraction, in (0, 0.5], of the training split as the `select` slice on which "
         "`train.select_best` chooses the epoch to keep; it trains on the rest. Every training class must occur in "
-        "it. `null`: no slice.",
+        "it. Requires `train.select_best: true` (nothing else uses the slice). `null`: no slice.",
     )
     test_split: str | None = param(
         "test",
@@ -443,7 +443,14 @@ def params_from_dict(raw: Any, source: str = "params") -> Params:
         if not isinstance(section, dict):  # 0, false, [] or "" is a mistake, not "all defaults"
             raise _invalid(name, section, f"a mapping of {name}.* keys (or leave the section out for all defaults)")
         values[name] = _build_section(hints[name], section, prefix=name)
-    return Params(**values)
+    params = Params(**values)
+    if params.data.select_fraction is not None and not params.train.select_best:
+        raise PipelineError(
+            f"data.select_fraction={params.data.select_fraction} carves a slice out of training that only "
+            "train.select_best uses, so the model would train on less data for nothing; set train.select_best: true, "
+            "or data.select_fraction: null"
+        )
+    return params
 
 
 def _build_section(cls: type, raw: dict[str, Any], prefix: str) -> Any:
