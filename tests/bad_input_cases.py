@@ -112,6 +112,18 @@ def params_class_weights_negative(project: Project) -> None:
     project.params({"train": {"class_weights": [1.0, -0.5]}})
 
 
+def params_task_unknown(project: Project) -> None:
+    project.params({"data": {"task": "multilabel"}})
+
+
+def params_class_weights_for_regression(project: Project) -> None:
+    project.params({"data": {"task": "regression"}, "train": {"class_weights": "balanced"}})
+
+
+def params_select_metric_of_other_task(project: Project) -> None:
+    project.params({"data": {"task": "regression", "select_fraction": 0.2}, "train": {"select_best": True}})
+
+
 def data_folder_missing(project: Project) -> None:
     project.params({"data": {"path": "./no-such-folder"}})
 
@@ -204,6 +216,19 @@ def data_single_class(project: Project) -> None:
 
 def data_labels_mixed(project: Project) -> None:
     _csv_splits(project, "sst2", "sentence,label\na good film,1\na dull mess,0\nso happy,joy\n")
+
+
+def _scores(project: Project, rows: str) -> None:
+    _csv_splits(project, "scores", rows)
+    project.params({"data": {"path": "./scores", "task": "regression", "label_column": "score"}})
+
+
+def data_score_not_a_number(project: Project) -> None:
+    _scores(project, "sentence,score\na good film,4.5\na dull mess,5.0x\nfine,2.25\n")
+
+
+def data_scores_constant(project: Project) -> None:
+    _scores(project, "sentence,score\na good film,3\na dull mess,3.0\nfine,3\n")
 
 
 def data_empty_split(project: Project) -> None:
@@ -627,6 +652,31 @@ CASES: list[Case] = [
         build=params_class_weights_negative,
     ),
     Case(
+        id="params-task-unknown",
+        bad_input="`data.task: multilabel`",
+        stage="train",
+        message="invalid parameter data.task='multilabel': expected one of single_label, regression",
+        exit=2,
+        build=params_task_unknown,
+    ),
+    Case(
+        id="params-class-weights-for-regression",
+        bad_input="`train.class_weights: balanced` with `data.task: regression`",
+        stage="train",
+        message="invalid parameter train.class_weights='balanced': expected null with data.task=regression",
+        exit=2,
+        build=params_class_weights_for_regression,
+    ),
+    Case(
+        id="params-select-metric-of-other-task",
+        bad_input="`train.select_metric: accuracy` (the default) with `data.task: regression` and `train.select_best`",
+        stage="train",
+        message="invalid parameter train.select_metric='accuracy': expected one of pearson, spearman, mse, loss "
+        "with data.task=regression",
+        exit=2,
+        build=params_select_metric_of_other_task,
+    ),
+    Case(
         id="data-folder-missing",
         bad_input="`data.path` names a folder that does not exist",
         stage="download",
@@ -746,6 +796,22 @@ CASES: list[Case] = [
         message="data.path='./sst2': the 'label' column mixes numbers and strings (e.g. '1' and 'joy')",
         exit=2,
         build=data_labels_mixed,
+    ),
+    Case(
+        id="data-score-not-a-number",
+        bad_input="`data.task: regression` and a score `5.0x`",
+        stage="download",
+        message="data.path='./scores': split 'train' row 1 has 'score' '5.0x', which is not a finite number",
+        exit=2,
+        build=data_score_not_a_number,
+    ),
+    Case(
+        id="data-scores-constant",
+        bad_input="`data.task: regression` and every training score the same",
+        stage="download",
+        message="data.path='./scores': every train example has the same 'score' (3)",
+        exit=2,
+        build=data_scores_constant,
     ),
     Case(
         id="data-empty-split",

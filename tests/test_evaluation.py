@@ -56,6 +56,7 @@ def test_a_model_that_never_predicts_positive_has_zero_f1():
 
 def outputs(folder, suffix=""):
     names = ("eval.json", "confusion.csv", "predictions.csv", "calibration.csv", "misclassified.csv", "per_class.csv")
+    names += ("scatter.csv",)
     return EvaluationOutputs(*(folder / name.replace(".", f"{suffix}.") for name in names))
 
 

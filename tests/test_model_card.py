@@ -32,7 +32,7 @@ def test_the_saved_model_has_a_card_that_parses_and_names_its_results(tiny_bert,
 
 def test_a_hub_base_model_is_named_with_its_license_and_the_data_set(tmp_path):
     params = Params(model=ModelConfig(name=PRETRAINED))
-    card = model_card(params, ["negative", "positive"], 0.9, 0.25, command="python stages/train_model.py")
+    card = model_card(params, ["negative", "positive"], "accuracy", 0.9, 0.25, command="python stages/train_model.py")
     parsed = ModelCard(str(card))  # what the Hub and ModelCard.load read back
     assert parsed.data.base_model == PRETRAINED
     assert parsed.data.license == "apache-2.0"  # from the base model's own card, in the offline cache
@@ -44,8 +44,8 @@ def test_a_hub_base_model_is_named_with_its_license_and_the_data_set(tmp_path):
 
 def test_the_same_run_writes_the_same_card():
     params = Params(model=ModelConfig(name=PRETRAINED))
-    first = model_card(params, ["negative", "positive"], 0.9, 0.25, command="python stages/train_model.py")
-    second = model_card(params, ["negative", "positive"], 0.9, 0.25, command="python stages/train_model.py")
+    first = model_card(params, ["negative", "positive"], "accuracy", 0.9, 0.25, command="python stages/train_model.py")
+    second = model_card(params, ["negative", "positive"], "accuracy", 0.9, 0.25, command="python stages/train_model.py")
     assert str(first) == str(second)
 
 

@@ -69,7 +69,7 @@ def test_the_train_stage_passes_model_trust_remote_code_on(trusted, tiny_bert, t
         seen.append(("tokenizer", trust_remote_code))
         return AutoTokenizer.from_pretrained(tiny_bert)
 
-    def classifier(name, labels, trust_remote_code, attn_implementation=None):
+    def classifier(name, labels, trust_remote_code, attn_implementation=None, problem_type=None):
         seen.append(("classifier", trust_remote_code))
         raise Stop
 

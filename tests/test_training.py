@@ -70,18 +70,19 @@ def test_every_step_clips_the_gradient_norm_before_the_optimizer_steps(tiny_bert
 
 @pytest.mark.parametrize("smoothing", [0.0, 0.2])
 def test_the_loss_is_cross_entropy_with_the_label_smoothing_asked_for(smoothing):
-    from pipeline.training import task_loss
+    from pipeline.tasks import loss as task_loss
 
     torch.manual_seed(0)
     logits, labels = torch.randn(16, 3), torch.randint(0, 3, (16,))
     expected = torch.nn.functional.cross_entropy(logits, labels, label_smoothing=smoothing)
-    loss = task_loss(logits, labels, TrainConfig(label_smoothing=smoothing))
+    loss = task_loss("single_label", logits, labels, label_smoothing=smoothing)
     assert torch.equal(loss, expected)
     assert torch.equal(loss, torch.nn.functional.cross_entropy(logits, labels)) == (smoothing == 0)
 
 
 def test_class_weights_make_the_loss_the_weighted_mean_of_the_formula():
-    from pipeline.training import loss_weights, task_loss
+    from pipeline.tasks import loss as task_loss
+    from pipeline.training import loss_weights
 
     labels = torch.tensor([0, 0, 0, 1, 2, 2])  # 3, 1 and 2 examples of 3 classes
     balanced = loss_weights("balanced", labels, ["a", "b", "c"])
@@ -93,14 +94,14 @@ def test_class_weights_make_the_loss_the_weighted_mean_of_the_formula():
     nll = -torch.log_softmax(logits, dim=-1)[torch.arange(6), labels]
     weights = balanced[labels]
     expected = (weights * nll).sum() / weights.sum()
-    assert task_loss(logits, labels, TrainConfig(), balanced).item() == pytest.approx(expected.item(), rel=1e-6)
+    assert task_loss("single_label", logits, labels, balanced).item() == pytest.approx(expected.item(), rel=1e-6)
     # Each class's examples carry the same total weight, whatever its frequency.
     assert [weights[labels == c].sum().item() for c in range(3)] == pytest.approx([2.0, 2.0, 2.0])
     # A list is taken as given; none leaves the plain loss, bit for bit.
     assert loss_weights((1.0, 0.5, 2.5), labels, ["a", "b", "c"]).tolist() == [1.0, 0.5, 2.5]
     assert loss_weights(None, labels, ["a", "b", "c"]) is None
     assert torch.equal(
-        task_loss(logits, labels, TrainConfig(), None), torch.nn.functional.cross_entropy(logits, labels)
+        task_loss("single_label", logits, labels, None), torch.nn.functional.cross_entropy(logits, labels)
     )
 
 
@@ -166,7 +167,9 @@ def test_train_writes_a_loadable_model_metrics_and_plots(tiny_bert, tokenized, t
         "plots/metrics/train/lr.tsv",
         "plots/metrics/val/accuracy.tsv",
         "plots/metrics/val/loss.tsv",
+        "plots/metrics/val/pearson.tsv",  # regression's curve, header only: dvc.yaml declares it
     ]
+    assert (live / "plots/metrics/val/pearson.tsv").read_text() == "step\tpearson\n"
     assert (tmp_path / "model" / "model.safetensors").is_file()
 
     from transformers import pipeline
@@ -223,8 +226,8 @@ def test_logged_loss_is_the_mean_of_the_steps_since_the_last_row(tiny_bert, toke
     losses = []
     import pipeline.training as training
 
-    real_loss = training.task_loss  # one micro-batch per step here: a step's loss is its one batch's
-    monkeypatch.setattr(training, "task_loss", lambda *a: losses.append(real_loss(*a)) or losses[-1])
+    real_loss = training.Run.loss  # one micro-batch per step here: a step's loss is its one batch's
+    monkeypatch.setattr(training.Run, "loss", lambda *a: losses.append(real_loss(*a)) or losses[-1])
     train(tiny_params(tiny_bert, log_every_steps=3), tokenized, tmp_path / "m", tmp_path / "live")
     rows = live_curve(tmp_path / "live", "train/loss")
     assert [step for step, _ in rows] == [3, 6, 8, 9, 12, 15, 16]

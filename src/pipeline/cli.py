@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         "3: a watched metric is missing on one side; 4: no baseline to compare with.",
     )
     check.add_argument("--baseline", default="HEAD", help="git revision whose committed metrics are the reference")
+    check.add_argument("--params", default="params.yaml", help="its data.task picks the metrics watched")
     check.add_argument(
         "--max-drop", type=float, help="allowed drop, in the metric's unit (default from pyproject.toml)"
     )
@@ -144,10 +145,11 @@ def main(argv: list[str] | None = None) -> int:
         from pipeline.gate import GateSettings, run_gate, settings_from_pyproject
 
         try:
-            settings = settings_from_pyproject()
+            settings = settings_from_pyproject(task=load_params(args.params).data.task)
             settings = GateSettings(
                 watched=tuple(args.metric) if args.metric else settings.watched,
                 max_drop=settings.max_drop if args.max_drop is None else args.max_drop,
+                task=settings.task,
             )
             return run_gate(args.baseline, settings)
         except PipelineError as exc:

@@ -25,7 +25,13 @@ from pipeline.errors import PipelineError
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
-SELECT_METRICS = ("accuracy", "macro_f1", "mcc", "f1", "loss")
+SINGLE_LABEL, REGRESSION = "single_label", "regression"
+TASKS = (SINGLE_LABEL, REGRESSION)  # data.task; what each means for the loss and the metrics: pipeline.tasks
+# What train.select_metric may name, per data.task; "loss" and "mse" are minimised, the rest maximised.
+SELECT_METRICS = {
+    "single_label": ("accuracy", "macro_f1", "mcc", "f1", "loss"),
+    "regression": ("pearson", "spearman", "mse", "loss"),
+}
 
 
 def param(default: Any, help: str, **kwargs: Any) -> Any:
@@ -46,6 +52,13 @@ DATA_FORMATS = ("csv", "json", "parquet")
 class DataConfig:
     """Where the examples come from and how they are read (stage download)."""
 
+    task: str = param(
+        "single_label",
+        "`single_label`: each example has one class of two or more (`data.label_column` as below). `regression`: "
+        "each has a score, a finite number such as STS-B's 0 to 5; the model gets one output and an MSE loss, and "
+        "is judged by Pearson and Spearman correlation and MSE. Saved as the model's `problem_type`, so "
+        "`transformers.pipeline` treats the saved model right.",
+    )
     path: str = param(
         "nyu-mll/glue",
         "A Hub dataset id, or a local folder of split files: `train.*`; `validation.*`, `dev.*` or `val.*`; "
@@ -65,7 +78,7 @@ class DataConfig:
     label_column: str = param(
         "label",
         "The label column, not one of `data.text_columns`: integers in any range (0-based, 1-based, sparse), "
-        "strings, or a `ClassLabel`; any number of classes from 2.",
+        "strings, or a `ClassLabel`; any number of classes from 2. For `data.task: regression`, the score column.",
     )
     train_split: str = param("train", "The split to train on.")
     eval_split: str = param(
@@ -113,6 +126,8 @@ class DataConfig:
     subsample_seed: int = param(0, "Seed, in [0, 2**32), of the training subsample and of a carved evaluation split.")
 
     def check(self) -> None:
+        if self.task not in TASKS:
+            raise _invalid("data.task", self.task, f"one of {', '.join(TASKS)}")
         if not self.path.strip() and not self.files:
             raise _invalid("data.path", self.path, "a Hub dataset id or a local directory")
         if not 1 <= len(self.text_columns) <= 2 or len(set(self.text_columns)) < len(self.text_columns):
@@ -230,7 +245,7 @@ class TrainConfig:
     select_metric: str = param(
         "accuracy",
         "What `train.select_best` maximises on the slice: `accuracy`, `macro_f1`, `mcc`, `f1` (two classes) or "
-        "`loss` (minimised).",
+        "`loss` (minimised); for `data.task: regression`, `pearson`, `spearman`, `mse` or `loss` (both minimised).",
     )
     patience: int = param(
         0,
@@ -312,8 +327,9 @@ class TrainConfig:
         if isinstance(self.class_weights, tuple) and (not all(math.isfinite(w) and w > 0 for w in self.class_weights)):
             # 0 would make a micro-batch of only that class a 0/0 loss: NaN weights after one step.
             raise _invalid("train.class_weights", list(self.class_weights), "one number > 0 per class (or balanced)")
-        if self.select_metric not in SELECT_METRICS:
-            raise _invalid("train.select_metric", self.select_metric, f"one of {', '.join(SELECT_METRICS)}")
+        every_metric = sorted({metric for metrics in SELECT_METRICS.values() for metric in metrics})
+        if self.select_metric not in every_metric:
+            raise _invalid("train.select_metric", self.select_metric, f"one of {', '.join(every_metric)}")
         if self.patience < 0:
             raise _invalid("train.patience", self.patience, "an integer >= 0 (0: train every epoch)")
         if self.patience and not self.select_best:
@@ -450,7 +466,24 @@ def params_from_dict(raw: Any, source: str = "params") -> Params:
             "train.select_best uses, so the model would train on less data for nothing; set train.select_best: true, "
             "or data.select_fraction: null"
         )
+    _check_task(params)
     return params
+
+
+def _check_task(params: Params) -> None:
+    """The train.* keys that only one task has a use for."""
+    task, train = params.data.task, params.train
+    if task == "regression":
+        if train.class_weights is not None:
+            raise _invalid("train.class_weights", train.class_weights, "null with data.task=regression (no classes)")
+        if train.label_smoothing:
+            raise _invalid("train.label_smoothing", train.label_smoothing, "0.0 with data.task=regression")
+    if train.select_best and train.select_metric not in SELECT_METRICS[task]:
+        raise _invalid(
+            "train.select_metric",
+            train.select_metric,
+            f"one of {', '.join(SELECT_METRICS[task])} with data.task={task}",
+        )
 
 
 def _build_section(cls: type, raw: dict[str, Any], prefix: str) -> Any:

@@ -8,8 +8,9 @@ delimited text (CSV, TSV, any delimiter) through pandas with the reader options 
 JSON Lines, JSON and Parquet as they are.
 
 Whatever the source's columns, ``data/raw/<role>.parquet`` (role: train, validation, test) holds
-``text``, ``text_pair`` for sentence pairs, ``label`` (the class index; -1 where unlabelled) and
-``idx`` where the source has one. ``info.json`` holds the class names and what was read from where.
+``text``, ``text_pair`` for sentence pairs, ``label`` (the class index, -1 where unlabelled; for
+``data.task: regression`` the score as float32, NaN where unscored) and ``idx`` where the source has
+one. ``info.json`` holds the class names and what was read from where.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
+import math
 import re
 import sys
 from collections.abc import Iterator
@@ -28,7 +30,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.config import DataConfig
+from pipeline.config import REGRESSION, DataConfig
 from pipeline.errors import PipelineError, first_line
 from pipeline.hub import looks_local, not_found
 from pipeline.outputs import atomic_directory, read_json_output, write_json_atomic
@@ -396,6 +398,41 @@ def label_ids(cfg: DataConfig, role: str, dataset, names: list[str], to_index, d
     return ids
 
 
+def regression_targets(cfg: DataConfig, role: str, dataset, describe: str) -> np.ndarray:
+    """Each example's score as float32; NaN for an unscored test example. A score must be a finite number."""
+    if cfg.label_column not in dataset.column_names:
+        return np.full(dataset.num_rows, np.nan, dtype=np.float32)
+    targets = np.empty(dataset.num_rows, dtype=np.float32)
+    for row, value in enumerate(dataset.data.column(cfg.label_column).to_pylist()):
+        if _is_missing(value) and role not in LABELED_SPLITS:
+            targets[row] = np.nan
+            continue
+        try:
+            number = float(str(value).strip()) if not isinstance(value, bool) else math.nan
+        except ValueError:
+            number = math.nan
+        if not math.isfinite(number):
+            raise PipelineError(
+                f"{describe}: split {role!r} row {row} has {cfg.label_column!r} {value!r}, which is not a finite "
+                f"number; data.task=regression needs a score on every {role} example (fix the row)"
+            )
+        targets[row] = number
+    return targets
+
+
+def single_label_ids(cfg: DataConfig, splits: dict[str, Any], tables: dict[str, dict], describe: str) -> list[str]:
+    """Put each split's class indices into ``tables``; return the class names."""
+    names, to_index = class_names(cfg, splits[TRAIN_SPLIT], describe)
+    if len(names) < 2:
+        raise PipelineError(
+            f"{describe}: the {cfg.label_column!r} column has {len(names)} class(es) in training "
+            f"({', '.join(names) or 'none'}); a classifier needs at least 2"
+        )
+    for role, dataset in splits.items():
+        tables[role]["label"] = label_ids(cfg, role, dataset, names, to_index, describe)
+    return names
+
+
 def subsample_indices(n_rows: int, n_keep: int, seed: int) -> np.ndarray:
     """A seeded random subset of row numbers, kept in the original order."""
     rng = np.random.default_rng(seed)
@@ -422,14 +459,13 @@ def _download(cfg: DataConfig, out_dir: str | Path) -> dict:
             name: check_texts(dataset.data.column(column).to_pylist(), column, where)
             for name, column in zip(("text", "text_pair"), cfg.text_columns)
         }
-    names, to_index = class_names(cfg, splits[TRAIN_SPLIT], describe)
-    if len(names) < 2:
-        raise PipelineError(
-            f"{describe}: the {cfg.label_column!r} column has {len(names)} class(es) in training "
-            f"({', '.join(names) or 'none'}); a classifier needs at least 2"
-        )
+    if cfg.task == REGRESSION:
+        names = [cfg.label_column]  # the one output's name
+        for role, dataset in splits.items():
+            tables[role]["label"] = regression_targets(cfg, role, dataset, describe)
+    else:
+        names = single_label_ids(cfg, splits, tables, describe)
     for role, dataset in splits.items():
-        tables[role]["label"] = label_ids(cfg, role, dataset, names, to_index, describe)
         if "idx" in dataset.column_names:
             tables[role]["idx"] = dataset.data.column("idx").to_pylist()
 
@@ -454,25 +490,16 @@ def _download(cfg: DataConfig, out_dir: str | Path) -> dict:
         )
         select = {"from": cfg.train_split, "fraction": cfg.select_fraction, "seed": cfg.subsample_seed + 1}
         absent = sorted(present - set(np.unique(tables[SELECT_SPLIT]["label"]).tolist()))
-        if absent:
+        if absent and cfg.task != REGRESSION:
             raise PipelineError(
                 f"{describe}: data.select_fraction={cfg.select_fraction} carves {len(tables[SELECT_SPLIT]['label'])} "
                 f"example(s), with no example of class {names[absent[0]]!r}; the best epoch must be chosen on every "
                 f"class: raise data.select_fraction"
             )
-    trained = set(np.unique(tables[TRAIN_SPLIT]["label"]).tolist())
-    if len(trained) < 2:
-        raise PipelineError(
-            f"{describe}: the training examples all have one class ({names[min(trained)]!r}); a classifier needs "
-            f"examples of at least 2"
-        )
-    unseen = sorted(set(np.unique(tables[EVAL_SPLIT]["label"]).tolist()) - trained)
-    if unseen:
-        raise PipelineError(
-            f"{describe}: the validation split has class {names[unseen[0]]!r}, which never occurs in the training "
-            f"examples{' kept by data.max_train_samples' if subsample else ''}; give training examples of it, "
-            f"or drop it from validation"
-        )
+    if cfg.task == REGRESSION:
+        check_scores_vary(tables, cfg.label_column, describe)
+    else:
+        check_classes_trained(tables, names, subsample is not None, describe)
 
     info = {
         "source": {"path": cfg.path, "config": cfg.config, "files": dict(cfg.files) if cfg.files else None},
@@ -483,6 +510,7 @@ def _download(cfg: DataConfig, out_dir: str | Path) -> dict:
         "read": {role: {"from": split, **read[split]} for role, split in _role_sources(cfg, splits).items()},
         "eval_split_carved": carved,
         **({"select_split_carved": select} if select else {}),  # absent: the default's info.json as before
+        **({"task": cfg.task} if cfg.task == REGRESSION else {}),
         "train_subsample": subsample,
     }
     with atomic_directory(out_dir) as staging:
@@ -499,6 +527,34 @@ def _download(cfg: DataConfig, out_dir: str | Path) -> dict:
             file=sys.stderr,
         )
     return info
+
+
+def check_classes_trained(tables: dict[str, dict], names: list[str], subsampled: bool, describe: str) -> None:
+    """At least two classes to train on, and none in validation that training lacks."""
+    trained = set(np.unique(tables[TRAIN_SPLIT]["label"]).tolist())
+    if len(trained) < 2:
+        raise PipelineError(
+            f"{describe}: the training examples all have one class ({names[min(trained)]!r}); a classifier needs "
+            f"examples of at least 2"
+        )
+    unseen = sorted(set(np.unique(tables[EVAL_SPLIT]["label"]).tolist()) - trained)
+    if unseen:
+        raise PipelineError(
+            f"{describe}: the validation split has class {names[unseen[0]]!r}, which never occurs in the training "
+            f"examples{' kept by data.max_train_samples' if subsampled else ''}; give training examples of it, "
+            f"or drop it from validation"
+        )
+
+
+def check_scores_vary(tables: dict[str, dict], column: str, describe: str) -> None:
+    """Scores that never vary leave nothing to learn and no correlation to compute."""
+    for role in (TRAIN_SPLIT, EVAL_SPLIT):
+        scores = tables[role]["label"]
+        if len(scores) > 1 and np.all(scores == scores[0]):
+            raise PipelineError(
+                f"{describe}: every {role} example has the same {column!r} ({scores[0]:g}); regression needs scores "
+                f"that vary (is data.label_column the score column?)"
+            )
 
 
 def _role_sources(cfg: DataConfig, splits: dict[str, Any]) -> dict[str, str]:  # the splits read, not carved
@@ -551,5 +607,11 @@ def read_split(raw_dir: str | Path, split: str) -> RawSplit:
     return RawSplit(
         texts=table.column("text").to_pylist(),
         text_pairs=table.column("text_pair").to_pylist() if "text_pair" in table.column_names else None,
-        labels=table.column("label").to_numpy().astype(np.int64),
+        labels=_labels(table.column("label")),
     )
+
+
+def _labels(column) -> np.ndarray:
+    """Class indices as int64, scores (regression) as float32."""
+    values = column.to_numpy()
+    return values.astype(np.float32) if np.issubdtype(values.dtype, np.floating) else values.astype(np.int64)

@@ -13,28 +13,30 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pipeline import tasks
 from pipeline.batching import BatchLoader, LengthGroupedBatches
 from pipeline.config import EvaluateConfig
 from pipeline.data import EVAL_SPLIT, read_info, read_split
 from pipeline.errors import PipelineError
-from pipeline.metrics import classification_scores
 from pipeline.modeling import load_finetuned
 from pipeline.outputs import write_csv_atomic, write_json_atomic
 from pipeline.parallel import limit_cpu_threads, pick_device
 from pipeline.precision import autocast_for, precision_on
+from pipeline.tasks import REGRESSION, SINGLE_LABEL
 from pipeline.tokenization import TokenizedSplit, load_split, read_meta
 from pipeline.uncertainty import bootstrap_interval, calibration
 
 
 @dataclass(frozen=True)
 class Predictions:
-    logits: torch.Tensor  # (n_examples, n_classes), float32, in the split's order
-    labels: torch.Tensor
-    loss: float  # mean cross-entropy
+    logits: torch.Tensor  # (n_examples, n_classes), float32, in the split's order; one column for regression
+    labels: torch.Tensor  # class indices, or scores
+    loss: float  # the task's plain loss: cross-entropy, or MSE
+    task: str = SINGLE_LABEL
 
     @property
     def predicted(self) -> torch.Tensor:
-        return self.logits.argmax(dim=-1)
+        return tasks.predicted(self.task, self.logits)
 
 
 def eval_loader(
@@ -52,6 +54,7 @@ def predict(
     device: torch.device,
     gather=None,
     autocast: contextlib.AbstractContextManager | None = None,
+    task: str = SINGLE_LABEL,
 ) -> Predictions:
     """Logits for every example of the loader's split, as fp32, put back in the split's order.
 
@@ -77,15 +80,16 @@ def predict(
     logits = torch.empty(n_examples, outputs.shape[-1])
     logits[positions] = outputs
     labels = loader.split.labels
-    loss = torch.nn.functional.cross_entropy(logits, labels).item()
-    return Predictions(logits=logits, labels=labels, loss=loss)
+    loss = tasks.loss(task, logits, labels).item()
+    return Predictions(logits=logits, labels=labels, loss=loss, task=task)
 
 
 def score(predictions: Predictions, n_classes: int, per_class: bool = False) -> dict:
-    """accuracy, macro_f1, mcc, for two classes f1, precision and recall (:mod:`pipeline.metrics`),
-    loss and n_examples; with ``per_class``, each class's scores too."""
-    result = classification_scores(predictions.predicted.numpy(), predictions.labels.numpy(), n_classes)
-    classes = result.pop("per_class")
+    """The task's scores (:func:`pipeline.tasks.scores`: accuracy, macro_f1, mcc, for two classes f1,
+    precision and recall; or pearson, spearman, mse), loss and n_examples; with ``per_class``, each
+    class's scores too (single-label)."""
+    result = tasks.scores(predictions.task, predictions.logits, predictions.labels, n_classes)
+    classes = result.pop("per_class", None)
     scores = {
         **{k: round(v, 6) for k, v in result.items()},
         "loss": round(predictions.loss, 6),
@@ -96,14 +100,26 @@ def score(predictions: Predictions, n_classes: int, per_class: bool = False) -> 
 
 @dataclass(frozen=True)
 class EvaluationOutputs:
-    """Where the evaluate stage writes; all but ``metrics`` are CSV files that ``dvc plots`` draws."""
+    """Where the evaluate stage writes; all but ``metrics`` are CSV files that ``dvc plots`` draws. A
+    task writes the files that are not its own with their header only (dvc.yaml declares them all)."""
 
-    metrics: Path  # JSON: accuracy, f1, ..., their 95% intervals, the calibration error
+    metrics: Path  # JSON: accuracy, f1, ... (or pearson, spearman, mse), their 95% intervals, the calibration error
     confusion: Path  # actual,predicted per example, for the confusion matrix
-    predictions: Path  # id,label,predicted,probability per example, for comparing revisions
+    predictions: (
+        Path  # id,label,predicted,probability per example (regression: id,label,predicted), for comparing revisions
+    )
     calibration: Path  # the reliability diagram's bins
     misclassified: Path  # the wrong predictions with their text, most confident first
     per_class: Path  # precision, recall, F1 and support of each class
+    scatter: Path  # regression: true against predicted score per example
+
+    HEADERS = {
+        "confusion": ["actual", "predicted"],
+        "calibration": ["bin_low", "bin_high", "confidence", "accuracy", "count"],
+        "misclassified": ["rank", "id", "text", "label", "predicted", "probability"],
+        "per_class": ["class", "precision", "recall", "f1", "support"],
+        "scatter": ["id", "label", "predicted"],
+    }
 
 
 def evaluate_model(
@@ -121,24 +137,60 @@ def evaluate_model(
             f"{raw_dir} and {tokenized_dir} hold different validation splits "
             f"({len(texts)} and {len(split)} examples); rerun: dvc repro"
         )
+    task = tasks.task_of_model(model.config)
+    if task != tasks.task_of(meta):
+        raise PipelineError(
+            f"{model_dir} was trained for {task}, but {tokenized_dir} holds {tasks.task_of(meta)} data; "
+            f"rerun: dvc repro"
+        )
     limit_cpu_threads()
     device = pick_device()
     model.to(device)
     precision = precision_on(cfg.precision, device, key="evaluate.precision")
     autocast = autocast_for(precision, device, key="evaluate.precision")
-    predictions = predict(model, eval_loader(split, cfg.batch_size, meta["pad_token_id"]), device, autocast=autocast)
+    loader = eval_loader(split, cfg.batch_size, meta["pad_token_id"])
+    predictions = predict(model, loader, device, autocast=autocast, task=task)
     names = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    metrics = score(predictions, n_classes=len(names), per_class=True)
-    classes = metrics.pop("per_class")
+    metrics = score(predictions, n_classes=len(names), per_class=task == SINGLE_LABEL)
     carved = read_info(raw_dir).get("eval_split_carved")
     if carved:  # the evaluation split is a seeded share of the training data, not one of the source's
         metrics["eval_split_carved_fraction"] = carved["fraction"]
+    if task == REGRESSION:
+        written = write_regression(predictions, metrics, out)
+    else:
+        written = write_single_label(predictions, metrics, names, texts, out)
+    for name, header in EvaluationOutputs.HEADERS.items():  # the other task's files
+        if name not in written:
+            write_csv_atomic(getattr(out, name), header, [])
+    write_json_atomic(out.metrics, metrics)
+    return metrics
 
+
+def with_intervals(metrics: dict, intervals: dict[str, tuple[float, float]]) -> None:
+    for metric, (low, high) in intervals.items():
+        metrics[f"{metric}_ci95_low"], metrics[f"{metric}_ci95_high"] = round(low, 6), round(high, 6)
+
+
+def write_regression(predictions: Predictions, metrics: dict, out: EvaluationOutputs) -> set[str]:
+    """Intervals of pearson, spearman and mse; the per-example scores, for the scatter plot and the gate."""
+    targets, predicted = predictions.labels.numpy(), predictions.predicted.numpy()
+    with_intervals(metrics, {m: bootstrap_interval(targets, predicted, m) for m in ("pearson", "spearman", "mse")})
+    rows = [(i, f"{t:.6g}", f"{p:.6f}") for i, (t, p) in enumerate(zip(targets, predicted))]
+    write_csv_atomic(out.predictions, ["id", "label", "predicted"], rows)
+    write_csv_atomic(out.scatter, EvaluationOutputs.HEADERS["scatter"], rows)
+    return {"scatter"}
+
+
+def write_single_label(
+    predictions: Predictions, metrics: dict, names: list[str], texts: list[str], out: EvaluationOutputs
+) -> set[str]:
+    """Intervals and the calibration error; per-example predictions, the confusion matrix, reliability
+    diagram, mistakes and per-class scores."""
+    classes = metrics.pop("per_class")
     labels, predicted = predictions.labels.numpy(), predictions.predicted.numpy()
     probabilities = torch.softmax(predictions.logits, dim=-1).numpy()
-    for metric in ("accuracy", "f1", "macro_f1", "mcc") if len(names) == 2 else ("accuracy", "macro_f1", "mcc"):
-        low, high = bootstrap_interval(labels, predicted, metric, n_classes=len(names))
-        metrics[f"{metric}_ci95_low"], metrics[f"{metric}_ci95_high"] = round(low, 6), round(high, 6)
+    bootstrapped = ("accuracy", "f1", "macro_f1", "mcc") if len(names) == 2 else ("accuracy", "macro_f1", "mcc")
+    with_intervals(metrics, {m: bootstrap_interval(labels, predicted, m, n_classes=len(names)) for m in bootstrapped})
     bins, ece = calibration(probabilities, labels)
     metrics["ece"] = round(ece, 6)
 
@@ -149,17 +201,17 @@ def evaluate_model(
     write_csv_atomic(out.predictions, ["id", "label", "predicted", "probability"], rows)
     write_csv_atomic(
         out.calibration,
-        ["bin_low", "bin_high", "confidence", "accuracy", "count"],
+        EvaluationOutputs.HEADERS["calibration"],
         [(f"{b.low:.1f}", f"{b.high:.1f}", f"{b.confidence:.6f}", f"{b.accuracy:.6f}", b.count) for b in bins],
     )
     write_csv_atomic(
         out.misclassified,
-        ["rank", "id", "text", "label", "predicted", "probability"],
+        EvaluationOutputs.HEADERS["misclassified"],
         [(rank, i, texts[i], a, p, c) for rank, (i, a, p, c) in enumerate(wrong, start=1)],
     )
     write_csv_atomic(
         out.per_class,
-        ["class", "precision", "recall", "f1", "support"],
+        EvaluationOutputs.HEADERS["per_class"],
         [
             (name, f"{p:.6f}", f"{r:.6f}", f"{f:.6f}", n)
             for name, p, r, f, n in zip(
@@ -167,5 +219,4 @@ def evaluate_model(
             )
         ],
     )
-    write_json_atomic(out.metrics, metrics)
-    return metrics
+    return {"confusion", "calibration", "misclassified", "per_class"}

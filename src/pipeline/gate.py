@@ -19,12 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.errors import PipelineError
-from pipeline.uncertainty import PairedTest, mcnemar
+from pipeline.uncertainty import PairedTest, mcnemar, sign_test
 
 EXIT_OK, EXIT_WORSE, EXIT_MISSING, EXIT_NO_BASELINE = 0, 1, 3, 4
-DEFAULT_WATCHED = ("metrics/eval.json:accuracy",)
+# What is watched when pyproject.toml does not say, per data.task.
+DEFAULT_WATCHED = {"single_label": ("metrics/eval.json:accuracy",), "regression": ("metrics/eval.json:pearson",)}
+WATCHED_KEYS = {"single_label": "metrics", "regression": "regression_metrics"}  # pyproject.toml's key per task
 DEFAULT_MAX_DROP = 0.01
-LOWER_IS_BETTER = {"loss"}
+LOWER_IS_BETTER = {"loss", "mse"}
 PREDICTIONS = "metrics/predictions.csv"  # per-example predictions, for the paired test
 SIGNIFICANT = 0.05  # below this p-value, the paired test calls a change unlikely to be noise
 TOOL = "sst2-pipeline"  # pyproject.toml's [tool.sst2-pipeline.gate] holds the settings
@@ -36,19 +38,21 @@ class NoBaseline(PipelineError):
 
 @dataclass(frozen=True)
 class GateSettings:
-    watched: tuple[str, ...] = DEFAULT_WATCHED  # "file:metric"
+    watched: tuple[str, ...] = DEFAULT_WATCHED["single_label"]  # "file:metric"
     max_drop: float = DEFAULT_MAX_DROP  # absolute, in the metric's own unit
+    task: str = "single_label"  # data.task: how the paired test compares examples
 
 
-def settings_from_pyproject(path: str | Path = "pyproject.toml") -> GateSettings:
-    """``[tool.sst2-pipeline.gate]`` in pyproject.toml: ``metrics = [...]`` and ``max_drop``."""
+def settings_from_pyproject(path: str | Path = "pyproject.toml", task: str = "single_label") -> GateSettings:
+    """``[tool.sst2-pipeline.gate]`` in pyproject.toml: the metrics watched for ``task`` (``metrics = [...]``
+    for single-label, ``regression_metrics = [...]``) and ``max_drop``."""
     path = Path(path)
     if not path.is_file():
-        return GateSettings()
+        return GateSettings(watched=DEFAULT_WATCHED[task], task=task)
     try:
         tools = tomllib.loads(path.read_text(encoding="utf-8")).get("tool", {})
         table = _gate_table(tools, path)
-        watched = tuple(table.get("metrics", DEFAULT_WATCHED))
+        watched = tuple(table.get(WATCHED_KEYS[task], DEFAULT_WATCHED[task]))
         max_drop = float(table.get("max_drop", DEFAULT_MAX_DROP))
     except (tomllib.TOMLDecodeError, TypeError, ValueError) as exc:
         raise PipelineError(
@@ -58,7 +62,7 @@ def settings_from_pyproject(path: str | Path = "pyproject.toml") -> GateSettings
     for entry in watched:
         if not isinstance(entry, str) or ":" not in entry:
             raise PipelineError(f"{path}: gate metric {entry!r} must read FILE:METRIC, e.g. metrics/eval.json:accuracy")
-    return GateSettings(watched=watched, max_drop=max_drop)
+    return GateSettings(watched=watched, max_drop=max_drop, task=task)
 
 
 def _gate_table(tools: dict, path: Path) -> dict:
@@ -72,7 +76,7 @@ def _gate_table(tools: dict, path: Path) -> dict:
         return {}
     _reject_unknown_keys(tools[TOOL], ["gate"], f"tool.{TOOL}", path)
     gate = tools[TOOL].get("gate", {})
-    _reject_unknown_keys(gate, ["metrics", "max_drop"], f"tool.{TOOL}.gate", path)
+    _reject_unknown_keys(gate, [*WATCHED_KEYS.values(), "max_drop"], f"tool.{TOOL}.gate", path)
     return gate
 
 
@@ -157,8 +161,9 @@ def read_predictions(text: str) -> dict[str, tuple[str, str]]:
     return {row["id"]: (row["label"], row["predicted"]) for row in rows}
 
 
-def paired_test(baseline: str, cwd: str | Path = ".") -> PairedTest | str:
-    """McNemar's exact test between the baseline's and the workspace's per-example predictions.
+def paired_test(baseline: str, cwd: str | Path = ".", task: str = "single_label") -> PairedTest | str:
+    """The exact paired test between the baseline's and the workspace's per-example predictions: McNemar's
+    on being right (a classifier), the sign test on the absolute error (a regression).
 
     Returns why not, as text, when either side has no predictions or they are of other examples.
     """
@@ -172,6 +177,9 @@ def paired_test(baseline: str, cwd: str | Path = ".") -> PairedTest | str:
     if before.keys() != now.keys() or any(before[i][0] != now[i][0] for i in before):
         return "the two revisions' predictions are of different examples or labels"
     ids = sorted(before)
+    if task == "regression":
+        errors = [[float(side[i][1]) - float(side[i][0]) for i in ids] for side in (before, now)]
+        return sign_test(*errors)
     return mcnemar([before[i][0] == before[i][1] for i in ids], [now[i][0] == now[i][1] for i in ids])
 
 
@@ -201,13 +209,18 @@ def run_gate(baseline: str, settings: GateSettings, cwd: str | Path = ".") -> in
     except NoBaseline as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_NO_BASELINE
-    paired = paired_test(baseline, cwd)
+    paired = paired_test(baseline, cwd, settings.task)
     print(table(rows, baseline, settings.max_drop, paired if isinstance(paired, PairedTest) else None))
     if isinstance(paired, PairedTest):
         reading = "unlikely to be noise" if paired.p_value < SIGNIFICANT else "consistent with noise"
+        test, worse, better = (
+            ("exact sign test on the absolute error", "now further off", "now closer")
+            if settings.task == "regression"
+            else ("exact McNemar", "now wrong", "now right")
+        )
         print(
-            f"paired test (exact McNemar, {PREDICTIONS}): {paired.worse + paired.better} examples changed, "
-            f"{paired.worse} now wrong, {paired.better} now right; p = {paired.p_value:.3g} "
+            f"paired test ({test}, {PREDICTIONS}): {paired.worse + paired.better} examples changed, "
+            f"{paired.worse} {worse}, {paired.better} {better}; p = {paired.p_value:.3g} "
             f"({reading} at the {SIGNIFICANT} level)"
         )
     else:

@@ -1,9 +1,11 @@
-"""What a single-label classifier is judged by, from its predicted and true class ids.
+"""What a model is judged by: a single-label classifier from its predicted and true class ids, a
+regression model from its predicted and true scores.
 
 Accuracy, macro-averaged F1 and the Matthews correlation coefficient (CoLA's official metric, in
 Gorodkin's form for more than two classes); for two classes also precision, recall and F1 of the
 positive class (label 1), as GLUE computes F1 for MRPC; and each class's precision, recall, F1 and
-support. Plain numpy; tests/test_metrics.py checks every figure against scikit-learn.
+support. Regression: Pearson and Spearman correlation (STS-B's official pair) and the mean squared
+error. Plain numpy; tests/test_metrics.py checks every figure against scikit-learn and scipy.
 """
 
 from __future__ import annotations
@@ -53,3 +55,38 @@ def classification_scores(predicted, references, num_labels: int) -> dict:
         "support": actual_count.tolist(),
     }
     return result
+
+
+def ranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks along the last axis, ties sharing their mean rank (as Spearman's coefficient needs)."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim > 1:
+        return np.stack([ranks(row) for row in values])
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])  # where each run of equal values begins
+    ends = np.r_[starts[1:], len(values)]
+    mean_rank = (starts + ends + 1) / 2  # the mean of the 1-based ranks starts+1 .. ends
+    result = np.empty(len(values))
+    result[order] = np.repeat(mean_rank, ends - starts)
+    return result
+
+
+def pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray | float:
+    """Pearson correlation along the last axis; 0 where either side does not vary."""
+    a = np.asarray(a, np.float64) - np.mean(a, axis=-1, keepdims=True)
+    b = np.asarray(b, np.float64) - np.mean(b, axis=-1, keepdims=True)
+    denominator = np.sqrt((a * a).sum(axis=-1) * (b * b).sum(axis=-1))
+    numerator = (a * b).sum(axis=-1)
+    result = np.divide(numerator, denominator, out=np.zeros_like(numerator), where=denominator > 0)
+    return float(result) if result.ndim == 0 else result
+
+
+def regression_scores(predicted: np.ndarray, references: np.ndarray) -> dict:
+    """pearson, spearman and mse of predicted against true scores."""
+    predicted, references = np.asarray(predicted, np.float64), np.asarray(references, np.float64)
+    return {
+        "pearson": pearson(predicted, references),
+        "spearman": pearson(ranks(predicted), ranks(references)),
+        "mse": float(np.mean((predicted - references) ** 2)),
+    }

@@ -66,9 +66,15 @@ def git_revision(files: list[Path]) -> str | None:
 
 
 def model_card(
-    params: Params, label_names: list[str], val_accuracy: float, val_loss: float, command: str | None = None
+    params: Params,
+    label_names: list[str],
+    headline: str,
+    val_score: float,
+    val_loss: float,
+    command: str | None = None,
 ) -> ModelCard:
-    """The card of a model fine-tuned with ``params``, with its final validation results."""
+    """The card of a model fine-tuned with ``params``, with its validation results: ``headline`` (the
+    task's first metric, ``accuracy`` or ``pearson``) and the loss."""
     data, base = params.data, params.model.name
     hub_dataset = not looks_local(data.path) and not data.files
     dataset_name = f"{data.path} ({data.config})" if data.config else data.path
@@ -85,7 +91,7 @@ def model_card(
             metric_name=metric.capitalize(),
             metric_value=value,
         )
-        for metric, value in (("accuracy", round(val_accuracy, 6)), ("loss", round(val_loss, 6)))
+        for metric, value in ((headline, round(val_score, 6)), ("loss", round(val_loss, 6)))
     ]
     card_data = ModelCardData(
         model_name=name,
@@ -103,24 +109,29 @@ def model_card(
     recipe = yaml.safe_dump(
         {key: params.to_dict()[key] for key in ("data", "model", "tokenize", "train")}, sort_keys=False
     )
-    classes = ", ".join(f"`{label}`" for label in label_names)
+    if params.data.task == "regression":
+        what = f"to predict `{label_names[0]}`, a score (regression: one output, MSE loss)"
+        adds, apply = "Spearman correlation, MSE and intervals", ', function_to_apply="none"'
+    else:
+        what = f"for text classification. Classes ({len(label_names)}): " + ", ".join(f"`{c}`" for c in label_names)
+        adds, apply = "intervals, F1 and calibration", ""
     body = f"""
 # {name}
 
-`{base}` fine-tuned for text classification on {dataset_name} by a DVC pipeline with a
-hand-written PyTorch training loop. Classes ({len(label_names)}): {classes}.
+`{base}` fine-tuned on {dataset_name} by a DVC pipeline with a hand-written PyTorch training loop,
+{what}.
 
 ## Results
 
-On the `{data.eval_split}` split, after the last epoch: accuracy **{val_accuracy:.4f}**, loss {val_loss:.4f}.
-The evaluate stage's `metrics/eval.json` adds intervals, F1 and calibration.
+On the `{data.eval_split}` split, after training: {headline} **{val_score:.4f}**, loss {val_loss:.4f}.
+The evaluate stage's `metrics/eval.json` adds {adds}.
 
 ## Use
 
 ```python
 from transformers import pipeline
 
-classify = pipeline("text-classification", model="path/to/this/folder")
+classify = pipeline("text-classification", model="path/to/this/folder"{apply})
 classify("a gorgeous, witty, seductive movie.")
 ```
 

@@ -81,9 +81,14 @@ def _fp32() -> dict[str, torch.dtype]:
 
 
 def load_pretrained_classifier(
-    name: str, label_names: list[str], trust_remote_code: bool = False, attn_implementation: str | None = None
+    name: str,
+    label_names: list[str],
+    trust_remote_code: bool = False,
+    attn_implementation: str | None = None,
+    problem_type: str = "single_label_classification",
 ):
-    """A pretrained encoder with a fresh classification head sized and labelled for ``label_names``.
+    """A pretrained encoder with a fresh head sized and labelled for ``label_names`` (one name, one output
+    for regression), its config's ``problem_type`` set (:data:`pipeline.tasks.PROBLEM_TYPES`).
 
     ``trust_remote_code`` stays off unless ``model.trust_remote_code`` turns it on: a model that
     needs its own Python code then fails to load instead of running that code.
@@ -105,6 +110,7 @@ def load_pretrained_classifier(
             num_labels=len(label_names),
             id2label=dict(enumerate(label_names)),
             label2id={label: i for i, label in enumerate(label_names)},
+            problem_type=problem_type,
             **_fp32(),
         )
     except (OSError, ValueError) as exc:

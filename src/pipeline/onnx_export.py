@@ -9,7 +9,8 @@ nothing else. Before the folder is put in place, both models label the validatio
 - fp32: every logit within ``export.fp32_tolerance`` of eager's, or the stage fails: a graph that
   computes something else is not shipped;
 - int8: it agrees with eager on at least ``export.int8_min_agreement`` of the labels and loses at most
-  ``export.int8_max_accuracy_drop`` of accuracy, or it is left out (predict then runs fp32).
+  ``export.int8_max_accuracy_drop`` of accuracy (a regression model: of Pearson correlation, with no
+  labels to agree on), or it is left out (predict then runs fp32).
 
 The figures go to ``metrics/export.json`` whenever the stage succeeds; a failed fp32 check ends it
 with one line (exit 2) and leaves the earlier folder and metrics as they were.
@@ -29,6 +30,7 @@ import numpy as np
 from pipeline.config import ExportConfig
 from pipeline.data import EVAL_SPLIT, read_split
 from pipeline.errors import PipelineError, first_line
+from pipeline.metrics import pearson
 from pipeline.outputs import atomic_directory, write_json_atomic
 from pipeline.parallel import limit_cpu_threads
 from pipeline.predict import (
@@ -41,6 +43,7 @@ from pipeline.predict import (
     load_torch_model,
     torch_classifier,
 )
+from pipeline.tasks import HEADLINE, REGRESSION, SINGLE_LABEL, task_of_model
 
 FP32_FILE = "model.onnx"
 INT8_FILE = "model_int8.onnx"
@@ -196,7 +199,9 @@ def export_onnx(cfg: ExportConfig, model_dir: str | Path, raw_dir: str | Path, o
     inputs = Inputs(validation.texts, validation.text_pairs, "validation example")
     reference = torch_classifier(model, tokenizer, "fp32", device="cpu")  # onnxruntime runs on the CPU too
     eager = all_logits(reference, inputs, BATCH_SIZE, progress=False)
-    report = {"examples": len(inputs.texts), "eager_accuracy": _accuracy(eager, validation.labels)}
+    task = task_of_model(model.config)
+    headline = HEADLINE[task]
+    report = {"examples": len(inputs.texts), f"eager_{headline}": _figure(eager, validation.labels, task)}
     with atomic_directory(out_dir) as staging:
         export_fp32(model, tokenizer, staging / FP32_FILE)
         model.config.save_pretrained(staging)
@@ -206,7 +211,7 @@ def export_onnx(cfg: ExportConfig, model_dir: str | Path, raw_dir: str | Path, o
         report |= {
             "fp32_max_abs_logit_diff": difference,
             "fp32_tolerance": cfg.fp32_tolerance,
-            "fp32_accuracy": _accuracy(fp32, validation.labels),
+            f"fp32_{headline}": _figure(fp32, validation.labels, task),
         }
         if not difference <= cfg.fp32_tolerance:  # NaN fails too
             raise PipelineError(
@@ -215,13 +220,16 @@ def export_onnx(cfg: ExportConfig, model_dir: str | Path, raw_dir: str | Path, o
             )
         report["int8_shipped"] = False
         if cfg.quantize:
-            report |= _quantize_and_check(cfg, staging, model.config, tokenizer, inputs, eager, validation.labels)
+            report |= _quantize_and_check(cfg, staging, model.config, tokenizer, inputs, eager, validation.labels, task)
     write_json_atomic(metrics, report)
     return report
 
 
-def _quantize_and_check(cfg: ExportConfig, staging: Path, config, tokenizer, inputs, eager, labels) -> dict:
-    """int8 next to the fp32 model in ``staging``, kept only if it labels the validation split like eager."""
+def _quantize_and_check(
+    cfg: ExportConfig, staging: Path, config, tokenizer, inputs, eager, labels, task: str = SINGLE_LABEL
+) -> dict:
+    """int8 next to the fp32 model in ``staging``, kept only if it labels (or scores) the validation split
+    like eager."""
     try:
         quantize_int8(staging / FP32_FILE, staging / INT8_FILE)
     except Exception as exc:  # onnxruntime's quantizer: a model it cannot handle ships as fp32, with the reason
@@ -229,6 +237,8 @@ def _quantize_and_check(cfg: ExportConfig, staging: Path, config, tokenizer, inp
         print(f"export: int8 left out, quantization failed ({first_line(exc)}); predict runs fp32", file=sys.stderr)
         return {"int8_shipped": False, "int8_error": first_line(exc)}
     int8 = _logits_of(staging, INT8_FILE, config, tokenizer, inputs)
+    if task == REGRESSION:
+        return _check_int8_scores(cfg, staging, int8, eager, labels)
     n = len(labels)
     agreeing = int((int8.argmax(axis=1) == eager.argmax(axis=1)).sum())
     lost = int((eager.argmax(axis=1) == labels).sum()) - int((int8.argmax(axis=1) == labels).sum())
@@ -237,7 +247,7 @@ def _quantize_and_check(cfg: ExportConfig, staging: Path, config, tokenizer, inp
     report = {
         "int8_label_agreement": round(agreeing / n, 6),
         "int8_min_agreement": cfg.int8_min_agreement,
-        "int8_accuracy": _accuracy(int8, labels),
+        "int8_accuracy": _figure(int8, labels, task),
         "int8_max_accuracy_drop": cfg.int8_max_accuracy_drop,
         "int8_shipped": passed,
     }
@@ -245,7 +255,7 @@ def _quantize_and_check(cfg: ExportConfig, staging: Path, config, tokenizer, inp
         (staging / INT8_FILE).unlink()
         print(
             f"export: int8 left out (label agreement {agreeing / n:.4f}, accuracy {report['int8_accuracy']:.4f} "
-            f"against eager {_accuracy(eager, labels):.4f}); predict --backend onnx runs fp32",
+            f"against eager {_figure(eager, labels, task):.4f}); predict --backend onnx runs fp32",
             file=sys.stderr,
         )
     return report
@@ -255,5 +265,28 @@ def _logits_of(folder: Path, file: str, config, tokenizer, inputs: Inputs) -> np
     return all_logits(onnx_classifier(folder, file, config, tokenizer), inputs, BATCH_SIZE, progress=False)
 
 
-def _accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
+def _check_int8_scores(cfg: ExportConfig, staging: Path, int8, eager, labels) -> dict:
+    """A regression model's int8: kept if its Pearson correlation is at most the allowed drop below eager's."""
+    int8_pearson, eager_pearson = _figure(int8, labels, REGRESSION), _figure(eager, labels, REGRESSION)
+    passed = eager_pearson - int8_pearson <= cfg.int8_max_accuracy_drop + 1e-9
+    report = {
+        "int8_max_abs_score_diff": float(np.abs(int8 - eager).max()),
+        "int8_pearson": int8_pearson,
+        "int8_max_accuracy_drop": cfg.int8_max_accuracy_drop,  # here: of Pearson correlation
+        "int8_shipped": passed,
+    }
+    if not passed:
+        (staging / INT8_FILE).unlink()
+        print(
+            f"export: int8 left out (Pearson {int8_pearson:.4f} against eager {eager_pearson:.4f}); "
+            f"predict --backend onnx runs fp32",
+            file=sys.stderr,
+        )
+    return report
+
+
+def _figure(logits: np.ndarray, labels: np.ndarray, task: str) -> float:
+    """The task's headline on the validation split: accuracy, or Pearson correlation."""
+    if task == REGRESSION:
+        return round(float(pearson(logits[:, 0], labels)), 6)
     return round(float((logits.argmax(axis=1) == labels).mean()), 6)

@@ -2,9 +2,10 @@
 
 Texts come as arguments, as lines on stdin, or as a column (two for a sentence-pair model) of a CSV,
 TSV, JSON Lines or Parquet file. Each gets its ``label``, the ``score`` (that label's probability) and
-one probability per class, in input order: JSON Lines on stdout, or a file in the format its suffix
-names, written all at once. Batches are grouped by length (little padding); on a GPU with native
-bf16 they run under bf16 autocast, on a CPU in fp32 (``--precision`` chooses). ``--backend onnx``
+one probability per class (a regression model: the ``score`` it predicts), in input order: JSON Lines
+on stdout, or a file in the format its suffix names, written all at once. Batches are grouped by
+length (little padding); on a GPU with native bf16 they run under bf16 autocast, on a CPU in fp32
+(``--precision`` chooses). ``--backend onnx``
 runs the export stage's ONNX model with onnxruntime instead (``pipeline.onnx_export``).
 """
 
@@ -28,6 +29,7 @@ from pipeline.errors import PipelineError
 from pipeline.modeling import load_finetuned
 from pipeline.parallel import limit_cpu_threads, pick_device
 from pipeline.precision import autocast_for, bf16_is_native
+from pipeline.tasks import REGRESSION, task_of_model
 
 BATCH_SIZE = 64  # predict's default; the export stage checks int8 in batches of this size too
 INPUT_FORMATS = {".csv": ",", ".tsv": "\t", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
@@ -189,19 +191,26 @@ def all_logits(classifier: Classifier, inputs: Inputs, batch_size: int, progress
 
 
 def probabilities(classifier: Classifier, inputs: Inputs, batch_size: int, progress: bool) -> np.ndarray:
-    """Class probabilities of every input, in input order."""
+    """Class probabilities of every input, in input order; a regression model's one output as it is."""
     logits = all_logits(classifier, inputs, batch_size, progress)
+    if task_of_model(classifier.config) == REGRESSION:
+        return logits
     return torch.softmax(torch.from_numpy(logits), dim=-1).numpy()
 
 
 def rows(config, probs: np.ndarray, inputs: Inputs) -> list[dict]:
+    """Per input: its text(s), then the label, its probability as ``score`` and every class's; or the score."""
     names = [config.id2label[i] for i in range(config.num_labels)]
+    regression = task_of_model(config) == REGRESSION
     best = probs.argmax(axis=1)
     out = []
     for i, (p, k) in enumerate(zip(probs, best)):
         row = {"text": inputs.texts[i]}
         if inputs.pairs is not None:
             row["text_pair"] = inputs.pairs[i]
+        if regression:
+            out.append(row | {"score": round(float(p[0]), 6)})
+            continue
         row |= {"label": names[k], "score": round(float(p[k]), 6)}
         row |= {f"p_{name}": round(float(value), 6) for name, value in zip(names, p)}
         out.append(row)
@@ -264,7 +273,7 @@ def predict_command(args, default_text_columns: list[str], load: Callable[[Path,
 
 
 # The file name the GLUE server takes for each task this pipeline can train (its Hub configuration).
-GLUE_SUBMISSION_FILES = {"sst2": "SST-2.tsv", "mrpc": "MRPC.tsv", "cola": "CoLA.tsv"}
+GLUE_SUBMISSION_FILES = {"sst2": "SST-2.tsv", "mrpc": "MRPC.tsv", "cola": "CoLA.tsv", "stsb": "STS-B.tsv"}
 
 
 def predict_test_split(
@@ -273,8 +282,8 @@ def predict_test_split(
     """The predict stage: label the data set's test split into ``out_dir``.
 
     For a GLUE task, the file its server takes (``SST-2.tsv``: ``index<TAB>prediction``, one row per
-    test example in index order, the prediction a class index); for other data, ``test.csv`` with
-    each text, its label and score.
+    test example in index order, the prediction a class index, or the score for STS-B); for other data,
+    ``test.csv`` with each text, its label and score (regression: the score).
     """
     import pyarrow.parquet as pq
 
@@ -286,6 +295,7 @@ def predict_test_split(
     glue_file = GLUE_SUBMISSION_FILES.get(source.get("config")) if "glue" in str(source.get("path")) else None
     test_file = Path(raw_dir) / f"{TEST_SPLIT}.parquet"
     classifier = load_classifier(Path(model_dir))
+    regression = task_of_model(classifier.config) == REGRESSION
     with atomic_directory(out_dir) as staging:
         if not test_file.is_file():
             write_csv_atomic(staging / "test.csv", ["text", "label", "score"], [])
@@ -299,12 +309,17 @@ def predict_test_split(
         if glue_file:
             index = table.column("idx").to_pylist() if "idx" in table.column_names else list(range(len(texts)))
             order = np.argsort(index, kind="stable")
-            predictions = [(index[i], int(probs[i].argmax())) for i in order]
+            predictions = [(index[i], f"{probs[i][0]:.6f}" if regression else int(probs[i].argmax())) for i in order]
             write_csv_atomic(staging / glue_file, ["index", "prediction"], predictions, delimiter="\t")
             written = glue_file
         else:
             records = rows(classifier.config, probs, inputs)
-            header = ["text", *(["text_pair"] if pairs is not None else []), "label", "score"]
+            header = [
+                "text",
+                *(["text_pair"] if pairs is not None else []),
+                *([] if regression else ["label"]),
+                "score",
+            ]
             write_csv_atomic(staging / "test.csv", header, [[r[h] for h in header] for r in records])
             written = "test.csv"
     return {"examples": len(texts), "file": str(Path(out_dir) / written)}

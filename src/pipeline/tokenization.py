@@ -138,6 +138,7 @@ def tokenize(model_cfg: ModelConfig, tok_cfg: TokenizeConfig, raw_dir: str | Pat
         "pad_token_id": tokenizer.pad_token_id,
         "max_length": tok_cfg.max_length,
         "label_names": info["label_names"],
+        **({"task": info["task"]} if "task" in info else {}),  # absent: single_label (pipeline.tasks.task_of)
         "splits": {},
     }
     with atomic_directory(out_dir) as staging:
@@ -181,8 +182,8 @@ class TokenizedSplit:
     def lengths(self) -> torch.Tensor:
         return self.offsets[1:] - self.offsets[:-1]
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        return self.input_ids[self.offsets[index] : self.offsets[index + 1]], int(self.labels[index])
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int | float]:
+        return self.input_ids[self.offsets[index] : self.offsets[index + 1]], self.labels[index].item()
 
 
 def read_meta(tokenized_dir: str | Path) -> dict:

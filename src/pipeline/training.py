@@ -30,7 +30,7 @@ import torch
 from dvclive import Live
 from torch.nn.utils import clip_grad_norm_
 
-from pipeline import parallel
+from pipeline import parallel, tasks
 from pipeline.batching import BatchLoader, LengthGroupedBatches
 from pipeline.checkpoint import CheckpointFolder, capture_rng
 from pipeline.config import Params, TrainConfig
@@ -119,14 +119,6 @@ def get_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_step
     return get_linear_schedule_with_warmup(optimizer, math.ceil(cfg.warmup_ratio * total_steps), total_steps)
 
 
-def task_loss(
-    logits: torch.Tensor, labels: torch.Tensor, cfg: TrainConfig, class_weights: torch.Tensor | None = None
-) -> torch.Tensor:
-    """The training loss: cross-entropy, with ``train.label_smoothing`` and the weights of
-    :func:`loss_weights` (a weighted mean over the batch). The one place the loss is chosen."""
-    return torch.nn.functional.cross_entropy(logits, labels, weight=class_weights, label_smoothing=cfg.label_smoothing)
-
-
 def loss_weights(setting: str | tuple[float, ...] | None, labels: torch.Tensor, label_names: list[str]):
     """``train.class_weights`` as one fp32 weight per class, or None for none.
 
@@ -179,7 +171,7 @@ class EpochRow(NamedTuple):
     step: int
     train_loss: float
     val_loss: float
-    val_accuracy: float
+    val_score: float  # the task's headline metric (pipeline.tasks.HEADLINE): accuracy, or pearson
     select_score: float | None = None
 
 
@@ -282,13 +274,19 @@ class LiveLog:
     ``metrics.json`` holds the latest values and, once the run ends, its final figures; ``dvc exp
     show`` reads it while an experiment trains. ``plots/metrics/`` has one TSV per curve, with the
     optimizer step as x: ``train/loss``, ``train/lr`` every ``log_every_steps``; ``train/epoch_loss``,
-    ``val/loss``, ``val/accuracy`` at each epoch's end. No timestamps, so two runs write the same bytes.
-    DVCLive writes no dvc.yaml and saves no experiment: dvc.yaml declares these files itself.
+    ``val/loss`` and the task's headline, ``val/accuracy`` or ``val/pearson``, at each epoch's end. No
+    timestamps, so two runs write the same bytes. DVCLive writes no dvc.yaml and saves no experiment:
+    dvc.yaml declares these files itself, so the other task's headline curve is written with its header only.
     """
 
-    def __init__(self, log_dir: Path, progress: Progress) -> None:
+    def __init__(self, log_dir: Path, progress: Progress, headline: str = "accuracy") -> None:
         # resume=False empties the folder; the rows of the checkpoint (none for a fresh run) go back in.
         self.live = Live(dir=str(log_dir), resume=False, report=None, save_dvc_exp=False, dvcyaml=None)
+        self.headline = headline
+        plots = Path(self.live.plots_dir) / "metrics" / "val"
+        plots.mkdir(parents=True, exist_ok=True)
+        for other in sorted(set(tasks.HEADLINE.values()) - {headline}):
+            (plots / f"{other}.tsv").write_text(f"step\t{other}\n", encoding="utf-8")
         rows = sorted(
             [*progress.step_rows, *progress.epoch_rows], key=lambda row: (row.step, isinstance(row, EpochRow))
         )
@@ -306,7 +304,7 @@ class LiveLog:
         self.live.step = row.step
         self.live.log_metric("train/epoch_loss", round(row.train_loss, 5))
         self.live.log_metric("val/loss", round(row.val_loss, 5))
-        self.live.log_metric("val/accuracy", round(row.val_accuracy, 5))
+        self.live.log_metric(f"val/{self.headline}", round(row.val_score, 5))
         if row.select_score is not None:  # every epoch's is in metrics.json's "selected"
             self.live.log_metric("select/score", round(row.select_score, 5), plot=False)
         self.live.next_step()
@@ -353,7 +351,7 @@ def train(
         )
         device, checkpoints = group.device, run.checkpoints
         ddp_model = group.wrap(model)  # what trains; with several processes it averages gradients in backward
-        live = LiveLog(Path(log_dir), progress) if group.is_main else None
+        live = LiveLog(Path(log_dir), progress, tasks.HEADLINE[run.task]) if group.is_main else None
         started = time.perf_counter()
 
         def elapsed_s() -> float:  # training time of the whole run, the parts before a resume included
@@ -394,7 +392,7 @@ def train(
                     with group.accumulating(ddp_model, last=i == len(micro_batches) - 1):
                         with run.autocast, run.dropout:
                             logits = ddp_model(**model_inputs(batch)).logits
-                            loss = task_loss(logits, batch["labels"], cfg, run.class_weights) / len(micro_batches)
+                            loss = run.loss(logits, batch["labels"]) / len(micro_batches)
                         scaler.scale(loss).backward()  # the scaler is a no-op unless fp16
                     step_loss += loss.detach().float()
                 scaler.unscale_(optimizer)  # fp16: clip the true gradients, not the scaled ones
@@ -423,20 +421,20 @@ def train(
             # Validation: each process predicts its share of the sentences; rank 0 scores them all.
             train_loss = group.mean(progress.epoch_loss).item() / run.steps_per_epoch
             group.print(f"epoch {epoch}/{cfg.epochs}: validating on {len(run.val_loader.split)} sentences")
-            predictions = predict(model, run.val_loader, device, gather=group.all_gather, autocast=run.autocast)
+            val = run.score(run.val_loader, group)
             selected = None
             if run.select_loader is not None:  # train.select_best: judged on the slice carved from training
-                chosen = predict(model, run.select_loader, device, gather=group.all_gather, autocast=run.autocast)
-                selected = score(chosen, n_classes=len(run.label_names))[cfg.select_metric]
-                progress.consider(selected, cfg.select_metric == "loss", model if group.is_main else None)
+                selected = run.score(run.select_loader, group)[cfg.select_metric]
+                lower_is_better = cfg.select_metric in tasks.LOWER_IS_BETTER
+                progress.consider(selected, lower_is_better, model if group.is_main else None)
             if group.is_main:
-                val = score(predictions, n_classes=len(run.label_names))
-                row = EpochRow(epoch, progress.step, train_loss, val["loss"], val["accuracy"], selected)
+                headline = tasks.HEADLINE[run.task]
+                row = EpochRow(epoch, progress.step, train_loss, val["loss"], val[headline], selected)
                 progress.epoch_rows.append(row)
                 live.add_epoch(row)
                 group.print(
                     f"epoch {epoch}/{cfg.epochs}: train loss {train_loss:.4f}, validation loss "
-                    f"{val['loss']:.4f}, accuracy {val['accuracy']:.4f}"
+                    f"{val['loss']:.4f}, {headline} {val[headline]:.4f}"
                     + (f", select {cfg.select_metric} {selected:.4f}" if selected is not None else "")
                     + f", {elapsed_s():.0f} s"
                 )
@@ -467,10 +465,20 @@ class Run:
     select_loader: BatchLoader | None  # the carved select slice, with train.select_best; else None
     steps_per_epoch: int
     class_weights: torch.Tensor | None  # train.class_weights per class, on the device; None: all 1
+    task: str  # data.task, as the tokenized cache records it
     checkpoints: CheckpointFolder | None
     params: Params
     tokenizer: Any
     label_names: list[str]
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The training loss of a micro-batch (:func:`pipeline.tasks.loss`)."""
+        return tasks.loss(self.task, logits, labels, self.class_weights, self.params.train.label_smoothing)
+
+    def score(self, loader: BatchLoader, group: ProcessGroup) -> dict:
+        """The model's scores on a split: each process predicts its share, and every one scores them all."""
+        predictions = predict(self.model, loader, group.device, group.all_gather, self.autocast, self.task)
+        return score(predictions, n_classes=len(self.label_names))
 
 
 def set_up(params: Params, group: ProcessGroup, tokenized_dir: Path, checkpoint_dir: Path | None) -> Run:
@@ -484,6 +492,7 @@ def set_up(params: Params, group: ProcessGroup, tokenized_dir: Path, checkpoint_
     check_cache_matches_model(meta, tokenizer, params.model.name)
     train_split, val_split = load_split(tokenized_dir, TRAIN_SPLIT), load_split(tokenized_dir, EVAL_SPLIT)
     pad = meta["pad_token_id"]
+    task = tasks.task_of(meta)
     class_weights = loss_weights(cfg.class_weights, train_split.labels, meta["label_names"])
     select_loader = None
     if cfg.select_best:
@@ -515,6 +524,7 @@ def set_up(params: Params, group: ProcessGroup, tokenized_dir: Path, checkpoint_
         meta["label_names"],
         params.model.trust_remote_code,
         attn_implementation=training_attention(device, cfg.deterministic),
+        problem_type=tasks.PROBLEM_TYPES[task],
     ).to(device)
     batches = LengthGroupedBatches(
         train_split.lengths,
@@ -555,6 +565,7 @@ def set_up(params: Params, group: ProcessGroup, tokenized_dir: Path, checkpoint_
         select_loader=select_loader,
         steps_per_epoch=steps_per_epoch,
         class_weights=class_weights.to(device) if class_weights is not None else None,
+        task=task,
         checkpoints=checkpoints,
         params=params,
         tokenizer=tokenizer,
@@ -583,13 +594,13 @@ def wrap_up(run: Run, group: ProcessGroup, live: LiveLog | None, model_dir: Path
                 "metric": cfg.select_metric,
                 "score": round(progress.best_score, 6),
                 "on": f"the select slice carved from training ({len(run.select_loader.split)} examples)",
-                "val_accuracy": kept.val_accuracy,  # the top-level "val" is the last epoch's
+                f"val_{tasks.HEADLINE[run.task]}": kept.val_score,  # the top-level "val" is the last epoch's
                 "val_loss": kept.val_loss,
                 "epochs_trained": len(progress.epoch_rows),
                 "scores": [round(row.select_score, 6) for row in progress.epoch_rows],  # epoch by epoch
             }
         }
-    card = model_card(run.params, run.label_names, kept.val_accuracy, kept.val_loss)
+    card = model_card(run.params, run.label_names, tasks.HEADLINE[run.task], kept.val_score, kept.val_loss)
     save_finetuned(run.model.cpu(), run.tokenizer, model_dir, card)
     metrics = live.finish(
         {

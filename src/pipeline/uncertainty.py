@@ -4,7 +4,7 @@ A validation split of a few hundred examples leaves an accuracy a standard error
 differences between recipes, so a single figure says little on its own. The evaluate stage adds a
 95% interval to its metrics (a seeded bootstrap over the validation examples: the same predictions
 always give the same interval) and the expected calibration error; the metric gate compares two
-revisions example by example with an exact McNemar test.
+revisions example by example with an exact McNemar test (a classifier) or sign test (a regression).
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from fractions import Fraction
 from typing import NamedTuple
 
 import numpy as np
+
+from pipeline.metrics import pearson, ranks
 
 BOOTSTRAP_SAMPLES = 2000
 BOOTSTRAP_SEED = 0
@@ -47,16 +49,23 @@ def bootstrap_interval(
     labels: np.ndarray,
     predicted: np.ndarray,
     metric: str,
-    n_classes: int,
+    n_classes: int = 0,
     samples: int = BOOTSTRAP_SAMPLES,
     seed: int = BOOTSTRAP_SEED,
 ) -> tuple[float, float]:
-    """The 95% percentile-bootstrap interval of ``accuracy``, ``f1`` (the positive class's; two classes),
-    ``macro_f1`` or ``mcc`` over the examples, seeded."""
+    """The 95% percentile-bootstrap interval over the examples, seeded, of a classifier's ``accuracy``,
+    ``f1`` (the positive class's; two classes), ``macro_f1`` or ``mcc`` (from class ids), or of a
+    regression's ``pearson``, ``spearman`` or ``mse`` (from scores)."""
     labels, predicted = np.asarray(labels), np.asarray(predicted)
     rows = np.random.default_rng(seed).integers(0, len(labels), size=(samples, len(labels)))
     resampled_labels, resampled_predicted = labels[rows], predicted[rows]
-    if metric == "accuracy":
+    if metric == "pearson":
+        values = pearson(resampled_labels, resampled_predicted)
+    elif metric == "spearman":  # ranked within each resample, where repeated examples tie
+        values = pearson(ranks(resampled_labels), ranks(resampled_predicted))
+    elif metric == "mse":
+        values = ((resampled_labels.astype(np.float64) - resampled_predicted) ** 2).mean(axis=1)
+    elif metric == "accuracy":
         values = (resampled_labels == resampled_predicted).mean(axis=1)
     elif metric == "f1" and n_classes == 2:
         values = _f1_per_resample(resampled_labels, resampled_predicted, [1])
@@ -124,3 +133,10 @@ def mcnemar(baseline_correct: np.ndarray, current_correct: np.ndarray) -> Paired
         return PairedTest(0, 0, 1.0)
     tail = sum(math.comb(changed, k) for k in range(min(worse, better) + 1))
     return PairedTest(worse, better, float(min(Fraction(1), Fraction(2 * tail, 2**changed))))
+
+
+def sign_test(baseline_error: np.ndarray, current_error: np.ndarray) -> PairedTest:
+    """The exact sign test on each example's absolute error: under "no difference", an example whose
+    error changed is as likely to have come closer as to have moved away (ties are left out)."""
+    baseline_error, current_error = np.abs(np.asarray(baseline_error)), np.abs(np.asarray(current_error))
+    return mcnemar(current_error >= baseline_error, current_error <= baseline_error)

@@ -1,0 +1,64 @@
+"""What differs between the tasks ``data.task`` names, in one place: the loss, what a prediction is,
+and the scores a model is judged by.
+
+- ``single_label``: one class per example; softmax over the classes, cross-entropy, accuracy first.
+- ``regression``: one score per example; the model's one output is the prediction, MSE, Pearson first.
+
+The task travels with the data (``info.json`` and ``meta.json`` say ``"task"`` for regression) and is
+saved into the model's config as Hugging Face's ``problem_type``, which is how a saved model says it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from pipeline.config import REGRESSION, SINGLE_LABEL
+from pipeline.metrics import classification_scores, regression_scores
+
+PROBLEM_TYPES = {SINGLE_LABEL: "single_label_classification", REGRESSION: "regression"}
+HEADLINE = {SINGLE_LABEL: "accuracy", REGRESSION: "pearson"}  # printed per epoch, logged as val/<metric>
+LOWER_IS_BETTER = ("loss", "mse")
+
+if TYPE_CHECKING:  # the download stage reads the task names without importing torch
+    import torch
+
+
+def task_of(meta: dict) -> str:
+    """The task of a download or tokenize stage's description (``info.json``, ``meta.json``)."""
+    return meta.get("task", SINGLE_LABEL)
+
+
+def task_of_model(config) -> str:
+    """The task a saved model was trained for, from its config's ``problem_type``."""
+    return REGRESSION if getattr(config, "problem_type", None) == "regression" else SINGLE_LABEL
+
+
+def loss(
+    task: str,
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    class_weights: torch.Tensor | None = None,
+    label_smoothing: float = 0.0,
+) -> torch.Tensor:
+    """The mean loss of a batch: cross-entropy (optionally weighted per class and smoothed), or the
+    squared error of the one output against the score."""
+    import torch
+
+    if task == REGRESSION:
+        return torch.nn.functional.mse_loss(logits.squeeze(-1).float(), labels.float())
+    return torch.nn.functional.cross_entropy(logits, labels, weight=class_weights, label_smoothing=label_smoothing)
+
+
+def predicted(task: str, logits: torch.Tensor) -> torch.Tensor:
+    """The prediction for each example: its class index, or its score."""
+    return logits[:, 0] if task == REGRESSION else logits.argmax(dim=-1)
+
+
+def scores(task: str, logits: torch.Tensor, labels: torch.Tensor, n_classes: int) -> dict:
+    """What the task is judged by (:mod:`pipeline.metrics`), unrounded; single-label adds ``per_class``."""
+    guesses, truth = predicted(task, logits).numpy(), labels.numpy()
+    if task == REGRESSION:
+        return regression_scores(guesses.astype(np.float64), truth.astype(np.float64))
+    return classification_scores(guesses, truth, n_classes)
