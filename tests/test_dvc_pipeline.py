@@ -176,6 +176,56 @@ def test_a_sentence_pair_csv_with_string_labels_runs_end_to_end(project):
     assert stages_that_would_run(project) == []
 
 
+@pytest.mark.slow
+def test_a_regression_pair_file_runs_end_to_end_and_gates_on_its_correlations(project):
+    from test_regression import write_pairs
+
+    folder = write_pairs(project / "scores")
+    try:
+        set_params(
+            project,
+            data__task="regression",
+            data__path="scores",
+            data__max_train_samples=None,
+            data__text_columns=["sentence1", "sentence2"],
+            data__label_column="score",
+        )
+        assert stages_that_ran(project) == ALL_STAGES
+        metrics = json.loads((project / "metrics" / "eval.json").read_text())
+        assert metrics["n_examples"] == 24 and {"pearson", "spearman", "mse", "pearson_ci95_low"} <= set(metrics)
+        config = json.loads((project / "models" / "classifier" / "config.json").read_text())
+        assert config["problem_type"] == "regression" and len(config["id2label"]) == 1
+        assert (project / "predictions" / "test.csv").read_text().startswith("text,text_pair,score\n")
+        plots = run(project, "dvc", "plots", "show", "--json").stdout
+        assert "Predicted against true score (regression)" in plots and "Validation Pearson correlation" in plots
+        run(project, "git", "add", "-A")
+        run(project, "git", "commit", "-q", "-m", "regression")
+
+        held = gate(project, "--baseline", "HEAD")
+        assert held.returncode == 0 and "metrics/eval.json:spearman" in held.stdout, held.stdout
+        # Every prediction moved 1 further from its score: the sign test sees 24 of 24 examples get worse.
+        predictions = project / "metrics" / "predictions.csv"
+        rows = predictions.read_text().splitlines()
+        moved = [rows[0]]
+        for row in rows[1:]:
+            example, label, predicted = row.split(",")
+            away = float(predicted) + (1 if float(predicted) >= float(label) else -1)
+            moved.append(f"{example},{label},{away:.6f}")
+        predictions.write_text("\n".join(moved) + "\n")
+        worse = gate(project, "--baseline", "HEAD")
+        assert (
+            "paired test (exact sign test on the absolute error, metrics/predictions.csv): 24 examples changed, "
+            "24 now further off, 0 now closer" in worse.stdout
+        ), worse.stdout
+    finally:
+        if run(project, "git", "log", "-1", "--format=%s").stdout.strip() == "regression":
+            run(project, "git", "reset", "-q", "--hard", "HEAD~1")
+        run(project, "git", "checkout", "--", ".")
+        run(project, "dvc", "checkout", "--quiet")
+        shutil.rmtree(folder, ignore_errors=True)
+    assert stages_that_would_run(project) == []
+
+
 def gate(project, *args):
     return run(project, sys.executable, "-m", "pipeline", "check", *args, check=False)
 
