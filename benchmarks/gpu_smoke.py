@@ -230,7 +230,7 @@ class Smoke:
         started = time.perf_counter()
         out = self.work / "eval"
         outputs = EvaluationOutputs(
-            *(out / name for name in ("eval.json", "c.csv", "p.csv", "cal.csv", "m.csv", "pc.csv"))
+            *(out / name for name in ("eval.json", "c.csv", "p.csv", "cal.csv", "m.csv", "pc.csv", "s.csv"))
         )
         metrics = evaluate_model(
             EvaluateConfig(precision="bf16"), self.bf16_model, self.work / "tok", self.args.raw, outputs

@@ -38,13 +38,13 @@ from pipeline.config import load_params
 from pipeline.data import subsample_indices
 from pipeline.modeling import load_pretrained_classifier, load_tokenizer
 from pipeline.precision import autocast_for, grad_scaler_for, precision_on
+from pipeline.tasks import loss as task_loss
 from pipeline.tokenization import TokenizedSplit, load_split, read_meta
 from pipeline.training import (
     build_optimizer,
     dropout_masks,
     get_scheduler,
     model_inputs,
-    task_loss,
     training_attention,
 )
 
@@ -153,7 +153,7 @@ def loop_step(model, batch, optimizer, scheduler, autocast, scaler, dropout, cfg
     (the data-parallel and accumulation mechanics are no-ops there)."""
     optimizer.zero_grad(set_to_none=True)
     with autocast, dropout:
-        loss = task_loss(model(**model_inputs(batch)).logits, batch["labels"], cfg)
+        loss = task_loss("single_label", model(**model_inputs(batch)).logits, batch["labels"])
     scaler.scale(loss).backward()
     scaler.unscale_(optimizer)
     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
