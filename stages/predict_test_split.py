@@ -11,4 +11,6 @@ parser.add_argument("--model", default="models/classifier", help="output of the 
 parser.add_argument("--raw", default="data/raw", help="output of the download stage (the test split)")
 parser.add_argument("--out", default="predictions", help="folder for the predictions file")
 args = parser.parse_args()
-run_stage(args.params, lambda params: predict_test_split(args.model, args.raw, args.out))
+run_stage(
+    args.params, lambda params: predict_test_split(args.model, args.raw, args.out, threshold=params.evaluate.threshold)
+)

@@ -124,6 +124,18 @@ def params_select_metric_of_other_task(project: Project) -> None:
     project.params({"data": {"task": "regression", "select_fraction": 0.2}, "train": {"select_best": True}})
 
 
+def params_label_separator_for_single_label(project: Project) -> None:
+    project.params({"data": {"label_separator": ","}})
+
+
+def params_label_columns_for_regression(project: Project) -> None:
+    project.params({"data": {"task": "regression", "label_columns": ["joy", "anger"]}})
+
+
+def params_threshold_outside(project: Project) -> None:
+    project.params({"evaluate": {"threshold": 1.0}})
+
+
 def data_folder_missing(project: Project) -> None:
     project.params({"data": {"path": "./no-such-folder"}})
 
@@ -229,6 +241,33 @@ def data_score_not_a_number(project: Project) -> None:
 
 def data_scores_constant(project: Project) -> None:
     _scores(project, "sentence,score\na good film,3\na dull mess,3.0\nfine,3\n")
+
+
+def _label_sets(project: Project, rows: str, **data) -> None:
+    _csv_splits(project, "emotions", rows)
+    project.params({"data": {"path": "./emotions", "task": "multi_label", "label_column": "labels", **data}})
+
+
+def data_label_id_outside_names(project: Project) -> None:
+    _label_sets(
+        project,
+        'sentence,labels\na good film,0\na dull mess,"1,2"\nfine,\n',
+        label_separator=",",
+        label_names=["joy", "anger"],
+    )
+
+
+def data_label_ids_unnamed(project: Project) -> None:
+    _label_sets(project, 'sentence,labels\na good film,0\na dull mess,"0,1"\nfine,\n', label_separator=",")
+
+
+def data_label_sets_without_separator(project: Project) -> None:
+    _label_sets(project, "sentence,labels\na good film,joy\na dull mess,anger\n")
+
+
+def data_label_column_not_a_flag(project: Project) -> None:
+    _csv_splits(project, "emotions", "sentence,joy,anger\na good film,1,0\na dull mess,0,yes\nfine,0,0\n")
+    project.params({"data": {"path": "./emotions", "task": "multi_label", "label_columns": ["joy", "anger"]}})
 
 
 def data_empty_split(project: Project) -> None:
@@ -655,7 +694,7 @@ CASES: list[Case] = [
         id="params-task-unknown",
         bad_input="`data.task: multilabel`",
         stage="train",
-        message="invalid parameter data.task='multilabel': expected one of single_label, regression",
+        message="invalid parameter data.task='multilabel': expected one of single_label, multi_label, regression",
         exit=2,
         build=params_task_unknown,
     ),
@@ -675,6 +714,30 @@ CASES: list[Case] = [
         "with data.task=regression",
         exit=2,
         build=params_select_metric_of_other_task,
+    ),
+    Case(
+        id="params-label-separator-for-single-label",
+        bad_input="`data.label_separator: ','` with `data.task: single_label`",
+        stage="train",
+        message="invalid parameter data.label_separator=',': expected null unless data.task is multi_label",
+        exit=2,
+        build=params_label_separator_for_single_label,
+    ),
+    Case(
+        id="params-label-columns-for-regression",
+        bad_input="`data.label_columns: [joy, anger]` with `data.task: regression`",
+        stage="train",
+        message="invalid parameter data.label_columns=['joy', 'anger']: expected null unless data.task is multi_label",
+        exit=2,
+        build=params_label_columns_for_regression,
+    ),
+    Case(
+        id="params-threshold-outside",
+        bad_input="`evaluate.threshold: 1.0`",
+        stage="evaluate",
+        message="invalid parameter evaluate.threshold=1.0: expected a number in (0, 1), e.g. 0.5",
+        exit=2,
+        build=params_threshold_outside,
     ),
     Case(
         id="data-folder-missing",
@@ -812,6 +875,41 @@ CASES: list[Case] = [
         message="data.path='./scores': every train example has the same 'score' (3)",
         exit=2,
         build=data_scores_constant,
+    ),
+    Case(
+        id="data-label-id-outside-names",
+        bad_input="`data.task: multi_label`, `data.label_names: [joy, anger]` and a row labelled `1,2`",
+        stage="download",
+        message="data.path='./emotions': split 'train' row 1 has label '2', not one of data.label_names (ids 0..1)",
+        exit=2,
+        build=data_label_id_outside_names,
+    ),
+    Case(
+        id="data-label-ids-unnamed",
+        bad_input="`data.task: multi_label`, label ids `0,1` and no `data.label_names`",
+        stage="download",
+        message="data.path='./emotions': the 'labels' labels are integer ids, and nothing names them; set "
+        "data.label_names",
+        exit=2,
+        build=data_label_ids_unnamed,
+    ),
+    Case(
+        id="data-label-sets-without-separator",
+        bad_input="`data.task: multi_label` with a text label column and no `data.label_separator`",
+        stage="download",
+        message="data.path='./emotions': the 'labels' column holds text ('joy' in split 'train'), not a list of "
+        "labels; set data.label_separator",
+        exit=2,
+        build=data_label_sets_without_separator,
+    ),
+    Case(
+        id="data-label-column-not-a-flag",
+        bad_input="`data.label_columns: [joy, anger]` and `yes` in `anger`",
+        stage="download",
+        message="data.path='./emotions': split 'train' row 1 has 'yes' in label column 'anger'; each of "
+        "data.label_columns holds 0 or 1",
+        exit=2,
+        build=data_label_column_not_a_flag,
     ),
     Case(
         id="data-empty-split",

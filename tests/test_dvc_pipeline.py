@@ -1,5 +1,7 @@
 """The real pipeline, run by real ``dvc`` commands in a temporary copy of the project on a tiny configuration."""
 
+import csv
+import io
 import json
 import os
 import re
@@ -219,6 +221,56 @@ def test_a_regression_pair_file_runs_end_to_end_and_gates_on_its_correlations(pr
         ), worse.stdout
     finally:
         if run(project, "git", "log", "-1", "--format=%s").stdout.strip() == "regression":
+            run(project, "git", "reset", "-q", "--hard", "HEAD~1")
+        run(project, "git", "checkout", "--", ".")
+        run(project, "dvc", "checkout", "--quiet")
+        shutil.rmtree(folder, ignore_errors=True)
+    assert stages_that_would_run(project) == []
+
+
+@pytest.mark.slow
+def test_a_multi_label_file_runs_end_to_end_and_gates_on_its_f1(project):
+    from test_multi_label import NAMES, write_id_lists
+
+    folder = write_id_lists(project / "emotions")
+    try:
+        set_params(
+            project,
+            data__task="multi_label",
+            data__path="emotions",
+            data__max_train_samples=None,
+            data__column_names=["text", "labels", "comment_id"],
+            data__text_columns=["text"],
+            data__label_column="labels",
+            data__label_separator=",",
+            data__label_names="emotions/labels.txt",
+            data__quoting=False,
+        )
+        assert stages_that_ran(project) == ALL_STAGES
+        metrics = json.loads((project / "metrics" / "eval.json").read_text())
+        assert metrics["n_examples"] == 20
+        assert {"micro_f1", "macro_f1_ci95_low", "mean_average_precision"} <= set(metrics)
+        config = json.loads((project / "models" / "classifier" / "config.json").read_text())
+        assert config["problem_type"] == "multi_label_classification" and list(config["id2label"].values()) == NAMES
+        header = (project / "predictions" / "test.csv").read_text().splitlines()[0]
+        assert header == "text,labels,p_praise,p_scorn,p_music"
+        plots = run(project, "dvc", "plots", "show", "--json").stdout
+        assert "Validation macro-F1 (multi-label)" in plots
+        run(project, "git", "add", "-A")
+        run(project, "git", "commit", "-q", "-m", "multi-label")
+
+        held = gate(project, "--baseline", "HEAD")
+        assert held.returncode == 0 and "metrics/eval.json:micro_f1" in held.stdout, held.stdout
+        # Every example's predicted set made wrong: McNemar sees each example that was right turn wrong.
+        predictions = project / "metrics" / "predictions.csv"
+        rows = list(csv.reader(io.StringIO(predictions.read_text())))
+        right = sum(label == predicted for _, label, predicted in rows[1:])
+        wrong = [rows[0], *([example, label, f"{label}|x"] for example, label, _ in rows[1:])]
+        predictions.write_text("".join(",".join(row) + "\n" for row in wrong))
+        worse = gate(project, "--baseline", "HEAD")
+        assert f"{right} now wrong, 0 now right" in worse.stdout, worse.stdout
+    finally:
+        if run(project, "git", "log", "-1", "--format=%s").stdout.strip() == "multi-label":
             run(project, "git", "reset", "-q", "--hard", "HEAD~1")
         run(project, "git", "checkout", "--", ".")
         run(project, "dvc", "checkout", "--quiet")

@@ -167,9 +167,11 @@ def test_train_writes_a_loadable_model_metrics_and_plots(tiny_bert, tokenized, t
         "plots/metrics/train/lr.tsv",
         "plots/metrics/val/accuracy.tsv",
         "plots/metrics/val/loss.tsv",
-        "plots/metrics/val/pearson.tsv",  # regression's curve, header only: dvc.yaml declares it
+        "plots/metrics/val/macro_f1.tsv",  # the other tasks' curves, header only: dvc.yaml declares them
+        "plots/metrics/val/pearson.tsv",
     ]
     assert (live / "plots/metrics/val/pearson.tsv").read_text() == "step\tpearson\n"
+    assert (live / "plots/metrics/val/macro_f1.tsv").read_text() == "step\tmacro_f1\n"
     assert (tmp_path / "model" / "model.safetensors").is_file()
 
     from transformers import pipeline

@@ -44,6 +44,14 @@ def _fail(message: str, status: int = EXIT_INPUT_ERROR) -> None:
     sys.exit(status)
 
 
+def _threshold(given: float | None, params: Params) -> float:
+    if given is None:
+        return params.evaluate.threshold
+    if not 0 < given < 1:
+        raise PipelineError(f"--threshold {given}: give a probability in (0, 1), e.g. 0.5")
+    return given
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -117,14 +125,24 @@ def main(argv: list[str] | None = None) -> int:
         help="auto: bf16 on a GPU with native bf16, else fp32 (faster on CPUs without AMX); "
         "with --backend onnx: int8 where the export stage shipped it, else fp32",
     )
-    predict.add_argument("--params", default="params.yaml", help="for the default text column(s)")
+    predict.add_argument(
+        "--threshold",
+        type=float,
+        help="a multi-label model: the probability from which a label is given (default: evaluate.threshold)",
+    )
+    predict.add_argument("--params", default="params.yaml", help="for the default text column(s) and threshold")
     args = parser.parse_args(argv)
     if args.command == "predict":
         from pipeline.predict import load_classifier, predict_command
 
         if args.backend == "onnx":
             from pipeline.onnx_export import load_onnx_classifier as load_classifier
-        run_stage(args.params, lambda params: predict_command(args, list(params.data.text_columns), load_classifier))
+        run_stage(
+            args.params,
+            lambda params: predict_command(
+                args, list(params.data.text_columns), load_classifier, _threshold(args.threshold, params)
+            ),
+        )
     if args.command == "compare":
         import json
         from pathlib import Path

@@ -25,11 +25,16 @@ from pipeline.errors import PipelineError
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
-SINGLE_LABEL, REGRESSION = "single_label", "regression"
-TASKS = (SINGLE_LABEL, REGRESSION)  # data.task; what each means for the loss and the metrics: pipeline.tasks
+SINGLE_LABEL, MULTI_LABEL, REGRESSION = "single_label", "multi_label", "regression"
+TASKS = (
+    SINGLE_LABEL,
+    MULTI_LABEL,
+    REGRESSION,
+)  # data.task; what each means for the loss and the metrics: pipeline.tasks
 # What train.select_metric may name, per data.task; "loss" and "mse" are minimised, the rest maximised.
 SELECT_METRICS = {
     "single_label": ("accuracy", "macro_f1", "mcc", "f1", "loss"),
+    "multi_label": ("micro_f1", "macro_f1", "exact_match", "mean_average_precision", "loss"),
     "regression": ("pearson", "spearman", "mse", "loss"),
 }
 
@@ -54,7 +59,9 @@ class DataConfig:
 
     task: str = param(
         "single_label",
-        "`single_label`: each example has one class of two or more (`data.label_column` as below). `regression`: "
+        "`single_label`: each example has one class of two or more (`data.label_column` as below). `multi_label`: "
+        "each has zero, one or several labels (`data.label_separator`, `data.label_columns` or a list per row; "
+        "docs/data.md); the model scores each label with a sigmoid and trains on binary cross-entropy. `regression`: "
         "each has a score, a finite number such as STS-B's 0 to 5; the model gets one output and an MSE loss, and "
         "is judged by Pearson and Spearman correlation and MSE. Saved as the model's `problem_type`, so "
         "`transformers.pipeline` treats the saved model right.",
@@ -79,6 +86,23 @@ class DataConfig:
         "label",
         "The label column, not one of `data.text_columns`: integers in any range (0-based, 1-based, sparse), "
         "strings, or a `ClassLabel`; any number of classes from 2. For `data.task: regression`, the score column.",
+    )
+    label_separator: str | None = param(
+        None,
+        "`data.task: multi_label` with one label column holding several labels as text, e.g. `,` for `4,27` or "
+        "`joy,anger`; an empty cell is an example with no label. `null`: labels come as a list per row, or from "
+        "`data.label_columns`.",
+    )
+    label_columns: tuple[str, ...] | None = param(
+        None,
+        "`data.task: multi_label` with one 0/1 column per label, e.g. `[toxic, obscene, insult]`: the column names "
+        "are the label names, in this order; `data.label_column` is then not read. `null`: one label column.",
+    )
+    label_names: tuple[str, ...] | str | None = param(
+        None,
+        "`data.task: multi_label` with integer label ids: the name of each id, as a list or as the path of a file "
+        "with one name per line (GoEmotions' `labels.txt`); it also fixes the label order. `null`: label names as "
+        "the data has them, sorted.",
     )
     train_split: str = param("train", "The split to train on.")
     eval_split: str = param(
@@ -128,6 +152,23 @@ class DataConfig:
     def check(self) -> None:
         if self.task not in TASKS:
             raise _invalid("data.task", self.task, f"one of {', '.join(TASKS)}")
+        multi_label_only = {"data.label_separator": self.label_separator, "data.label_columns": self.label_columns}
+        multi_label_only["data.label_names"] = self.label_names
+        for key, value in multi_label_only.items():
+            if value is not None and self.task != MULTI_LABEL:
+                shown = list(value) if isinstance(value, tuple) else value
+                raise _invalid(key, shown, f"null unless data.task is multi_label (data.task={self.task})")
+        if self.label_separator is not None and (not self.label_separator or self.label_separator.isspace()):
+            raise _invalid("data.label_separator", self.label_separator, 'null or a separator such as ","')
+        if self.label_separator is not None and self.label_columns is not None:
+            raise _invalid(
+                "data.label_separator", self.label_separator, "null with data.label_columns (each column is one label)"
+            )
+        if self.label_columns is not None:
+            if len(set(self.label_columns)) < len(self.label_columns) or len(self.label_columns) < 2:
+                raise _invalid("data.label_columns", list(self.label_columns), "two or more different column names")
+            if set(self.label_columns) & set(self.text_columns):
+                raise _invalid("data.label_columns", list(self.label_columns), "columns other than data.text_columns")
         if not self.path.strip() and not self.files:
             raise _invalid("data.path", self.path, "a Hub dataset id or a local directory")
         if not 1 <= len(self.text_columns) <= 2 or len(set(self.text_columns)) < len(self.text_columns):
@@ -365,6 +406,12 @@ class EvaluateConfig:
     """Scoring the trained model on the evaluation split (stage evaluate)."""
 
     batch_size: int = param(128, "Evaluation batch size; it changes speed only.")
+    threshold: float = param(
+        0.5,
+        "`data.task: multi_label`: a label is predicted when its probability reaches this, in (0, 1); it sets "
+        "`micro_f1`, `macro_f1` and `exact_match` (not `mean_average_precision`, which takes every threshold), and "
+        "the labels `predict` prints.",
+    )
     precision: str = param(
         "bf16",
         "`fp32`, `bf16` or `fp16` (CUDA only) autocast for the evaluate stage (docs/speed.md compares bf16 with "
@@ -375,6 +422,8 @@ class EvaluateConfig:
     def check(self) -> None:
         if self.batch_size < 1:
             raise _invalid("evaluate.batch_size", self.batch_size, "an integer >= 1")
+        if not 0 < self.threshold < 1:
+            raise _invalid("evaluate.threshold", self.threshold, "a number in (0, 1), e.g. 0.5")
         if self.precision not in PRECISIONS:
             raise _invalid("evaluate.precision", self.precision, f"one of {', '.join(PRECISIONS)}")
 
@@ -473,11 +522,11 @@ def params_from_dict(raw: Any, source: str = "params") -> Params:
 def _check_task(params: Params) -> None:
     """The train.* keys that only one task has a use for."""
     task, train = params.data.task, params.train
-    if task == "regression":
+    if task != SINGLE_LABEL:  # both act on a softmax over classes
         if train.class_weights is not None:
-            raise _invalid("train.class_weights", train.class_weights, "null with data.task=regression (no classes)")
+            raise _invalid("train.class_weights", train.class_weights, f"null with data.task={task}")
         if train.label_smoothing:
-            raise _invalid("train.label_smoothing", train.label_smoothing, "0.0 with data.task=regression")
+            raise _invalid("train.label_smoothing", train.label_smoothing, f"0.0 with data.task={task}")
     if train.select_best and train.select_metric not in SELECT_METRICS[task]:
         raise _invalid(
             "train.select_metric",

@@ -30,7 +30,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.config import REGRESSION, DataConfig
+from pipeline.config import MULTI_LABEL, REGRESSION, DataConfig
 from pipeline.errors import PipelineError, first_line
 from pipeline.hub import looks_local, not_found
 from pipeline.outputs import atomic_directory, read_json_output, write_json_atomic
@@ -286,7 +286,8 @@ def pick_splits(cfg: DataConfig, dataset_dict, describe: str) -> dict[str, Any]:
 
 def check_columns(cfg: DataConfig, splits: dict[str, Any], describe: str) -> None:
     for role, dataset in splits.items():
-        needed = [*cfg.text_columns, *([cfg.label_column] if role in LABELED_SPLITS else [])]
+        label_columns = list(cfg.label_columns or [cfg.label_column])
+        needed = [*cfg.text_columns, *(label_columns if role in LABELED_SPLITS else [])]
         missing = [c for c in needed if c not in dataset.column_names]
         if missing:
             hint = " (one column only: is data.delimiter right?)" if len(dataset.column_names) == 1 else ""
@@ -433,6 +434,121 @@ def single_label_ids(cfg: DataConfig, splits: dict[str, Any], tables: dict[str, 
     return names
 
 
+def given_label_names(cfg: DataConfig) -> list[str] | None:
+    """``data.label_names`` as a list: as given, or the lines of the file it names; None if not set."""
+    if cfg.label_names is None:
+        return None
+    if isinstance(cfg.label_names, tuple):
+        names = list(cfg.label_names)
+    else:
+        path = Path(cfg.label_names).expanduser()
+        if not path.is_file():
+            raise PipelineError(
+                f"data.label_names={cfg.label_names!r}: no such file (give a file with one label name per line, "
+                f"or a list of names)"
+            )
+        check_utf8_files([path], f"data.label_names={cfg.label_names!r}")
+        names = [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated or len(names) < 2:
+        problem = f"names {repeated[0]!r} twice" if repeated else f"{len(names)} name(s)"
+        raise PipelineError(f"data.label_names={cfg.label_names!r}: {problem}; give two or more different names")
+    return names
+
+
+def multi_label_targets(cfg: DataConfig, splits: dict[str, Any], describe: str):
+    """The label names and, per split, each example's labels as a row of 0/1 (NaN where unlabelled).
+
+    Labels come as one 0/1 column per label (``data.label_columns``), as text with a separator
+    (``data.label_separator``) or as a list per row; list items and separated parts are label ids
+    (integers, named by ``data.label_names`` or the data's ``ClassLabel``) or label names.
+    """
+    if cfg.label_columns:
+        names = list(cfg.label_columns)
+        return names, {role: _flag_columns(cfg, role, data, describe) for role, data in splits.items()}
+    sets = {role: _label_sets(cfg, role, data, describe) for role, data in splits.items()}
+    feature = splits[TRAIN_SPLIT].features[cfg.label_column]
+    inner = getattr(feature, "feature", None)
+    names = given_label_names(cfg) or (list(inner.names) if getattr(inner, "names", None) else None)
+    items = [item for rows in sets.values() for row in rows if row for item in row]
+    integers = bool(items) and all(_is_integer(item) for item in items)
+    if not integers and any(_is_integer(item) for item in items) and names is None:
+        number = next(item for item in items if _is_integer(item))
+        word = next(item for item in items if not _is_integer(item))
+        raise PipelineError(
+            f"{describe}: the {cfg.label_column!r} labels mix ids and names (e.g. {number!r} and {word!r}); "
+            f"use one kind of label"
+        )
+    if integers and names is None:
+        raise PipelineError(
+            f"{describe}: the {cfg.label_column!r} labels are integer ids, and nothing names them; set "
+            f"data.label_names to the names in id order (a list, or a file with one name per line)"
+        )
+    if names is None:
+        names = sorted({str(item).strip() for row in sets[TRAIN_SPLIT] for item in row or ()})
+    index = {name: i for i, name in enumerate(names)}
+    targets = {}
+    for role, rows in sets.items():
+        target = np.zeros((len(rows), len(names)), dtype=np.float32)
+        for row, labels in enumerate(rows):
+            if labels is None:
+                target[row] = np.nan
+                continue
+            for item in labels:
+                k = int(float(item)) if integers else index.get(str(item).strip())
+                if k is None or not 0 <= k < len(names):
+                    known = f"ids 0..{len(names) - 1}" if integers else f"labels: {', '.join(names)}"
+                    raise PipelineError(
+                        f"{describe}: split {role!r} row {row} has label {item!r}, not one of data.label_names "
+                        f"({known}); fix the row or the names"
+                    )
+                target[row, k] = 1
+        targets[role] = target
+    return names, targets
+
+
+def _label_sets(cfg: DataConfig, role: str, dataset, describe: str) -> list[list | None]:
+    """Each example's labels as a list (empty: no label), or None for an unlabelled test example."""
+    if cfg.label_column not in dataset.column_names:
+        return [None] * dataset.num_rows
+    rows = []
+    for row, value in enumerate(dataset.data.column(cfg.label_column).to_pylist()):
+        if isinstance(value, list):
+            rows.append(value)
+        elif value is None:
+            if role in LABELED_SPLITS:
+                raise PipelineError(
+                    f"{describe}: split {role!r} row {row} has no {cfg.label_column!r}; a {role} example needs its "
+                    f"labels (an empty list or cell for none)"
+                )
+            rows.append(None)
+        elif cfg.label_separator is None:
+            raise PipelineError(
+                f"{describe}: the {cfg.label_column!r} column holds text ({value!r} in split {role!r}), not a list "
+                f"of labels; set data.label_separator to the character between the labels (e.g. ',')"
+            )
+        else:
+            rows.append([part.strip() for part in str(value).split(cfg.label_separator) if part.strip()])
+    return rows
+
+
+def _flag_columns(cfg: DataConfig, role: str, dataset, describe: str) -> np.ndarray:
+    """One 0/1 column per label, as a row of 0/1 per example; NaN rows for a test split without them."""
+    if not all(column in dataset.column_names for column in cfg.label_columns):
+        return np.full((dataset.num_rows, len(cfg.label_columns)), np.nan, dtype=np.float32)
+    target = np.zeros((dataset.num_rows, len(cfg.label_columns)), dtype=np.float32)
+    for k, column in enumerate(cfg.label_columns):
+        for row, value in enumerate(dataset.data.column(column).to_pylist()):
+            flag = str(value).strip().lower() if value is not None else ""
+            if flag not in ("0", "1", "0.0", "1.0", "true", "false"):
+                raise PipelineError(
+                    f"{describe}: split {role!r} row {row} has {value!r} in label column {column!r}; each of "
+                    f"data.label_columns holds 0 or 1 (true or false)"
+                )
+            target[row, k] = flag in ("1", "1.0", "true")
+    return target
+
+
 def subsample_indices(n_rows: int, n_keep: int, seed: int) -> np.ndarray:
     """A seeded random subset of row numbers, kept in the original order."""
     rng = np.random.default_rng(seed)
@@ -463,6 +579,10 @@ def _download(cfg: DataConfig, out_dir: str | Path) -> dict:
         names = [cfg.label_column]  # the one output's name
         for role, dataset in splits.items():
             tables[role]["label"] = regression_targets(cfg, role, dataset, describe)
+    elif cfg.task == MULTI_LABEL:
+        names, targets = multi_label_targets(cfg, splits, describe)
+        for role, target in targets.items():
+            tables[role]["label"] = target
     else:
         names = single_label_ids(cfg, splits, tables, describe)
     for role, dataset in splits.items():
@@ -490,7 +610,7 @@ def _download(cfg: DataConfig, out_dir: str | Path) -> dict:
         )
         select = {"from": cfg.train_split, "fraction": cfg.select_fraction, "seed": cfg.subsample_seed + 1}
         absent = sorted(present - set(np.unique(tables[SELECT_SPLIT]["label"]).tolist()))
-        if absent and cfg.task != REGRESSION:
+        if absent and cfg.task == "single_label":
             raise PipelineError(
                 f"{describe}: data.select_fraction={cfg.select_fraction} carves {len(tables[SELECT_SPLIT]['label'])} "
                 f"example(s), with no example of class {names[absent[0]]!r}; the best epoch must be chosen on every "
@@ -498,7 +618,7 @@ def _download(cfg: DataConfig, out_dir: str | Path) -> dict:
             )
     if cfg.task == REGRESSION:
         check_scores_vary(tables, cfg.label_column, describe)
-    else:
+    elif cfg.task != MULTI_LABEL:
         check_classes_trained(tables, names, subsample is not None, describe)
 
     info = {
@@ -510,12 +630,14 @@ def _download(cfg: DataConfig, out_dir: str | Path) -> dict:
         "read": {role: {"from": split, **read[split]} for role, split in _role_sources(cfg, splits).items()},
         "eval_split_carved": carved,
         **({"select_split_carved": select} if select else {}),  # absent: the default's info.json as before
-        **({"task": cfg.task} if cfg.task == REGRESSION else {}),
+        **({"task": cfg.task} if cfg.task != "single_label" else {}),
         "train_subsample": subsample,
     }
     with atomic_directory(out_dir) as staging:
         for role, columns in tables.items():
-            pq.write_table(pa.table(columns), staging / f"{role}.parquet")
+            pq.write_table(
+                pa.table({name: _arrow(values) for name, values in columns.items()}), staging / f"{role}.parquet"
+            )
         write_json_atomic(staging / INFO_FILE, info)
     for role, entry in info["read"].items():  # after the write: a failed run prints its error line alone
         lines = f" ({entry['data_lines']:,} data lines in {', '.join(entry['files'])})" if "data_lines" in entry else ""
@@ -611,7 +733,18 @@ def read_split(raw_dir: str | Path, split: str) -> RawSplit:
     )
 
 
+def _arrow(values):
+    """A column for Parquet: a multi-label task's (examples, labels) array becomes one fixed-size list per row."""
+    if isinstance(values, np.ndarray) and values.ndim == 2:
+        return pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), values.shape[1])
+    return values
+
+
 def _labels(column) -> np.ndarray:
-    """Class indices as int64, scores (regression) as float32."""
+    """Class indices as int64, scores (regression) as float32, label sets (multi-label) as (examples,
+    labels) float32 of 0 and 1 (NaN for an unlabelled example)."""
+    if pa.types.is_fixed_size_list(column.type):
+        flat = column.combine_chunks()
+        return flat.flatten().to_numpy().astype(np.float32).reshape(len(flat), column.type.list_size)
     values = column.to_numpy()
     return values.astype(np.float32) if np.issubdtype(values.dtype, np.floating) else values.astype(np.int64)

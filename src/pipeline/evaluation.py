@@ -7,6 +7,7 @@ printed during training and the one in ``metrics/eval.json`` come from the same 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from pipeline.modeling import load_finetuned
 from pipeline.outputs import write_csv_atomic, write_json_atomic
 from pipeline.parallel import limit_cpu_threads, pick_device
 from pipeline.precision import autocast_for, precision_on
-from pipeline.tasks import REGRESSION, SINGLE_LABEL
+from pipeline.tasks import MULTI_LABEL, REGRESSION, SINGLE_LABEL
 from pipeline.tokenization import TokenizedSplit, load_split, read_meta
 from pipeline.uncertainty import bootstrap_interval, calibration
 
@@ -31,12 +32,13 @@ from pipeline.uncertainty import bootstrap_interval, calibration
 class Predictions:
     logits: torch.Tensor  # (n_examples, n_classes), float32, in the split's order; one column for regression
     labels: torch.Tensor  # class indices, or scores
-    loss: float  # the task's plain loss: cross-entropy, or MSE
+    loss: float  # the task's plain loss: cross-entropy, binary cross-entropy, or MSE
     task: str = SINGLE_LABEL
+    threshold: float = tasks.THRESHOLD  # multi-label: the probability from which a label is predicted
 
     @property
     def predicted(self) -> torch.Tensor:
-        return tasks.predicted(self.task, self.logits)
+        return tasks.predicted(self.task, self.logits, self.threshold)
 
 
 def eval_loader(
@@ -86,9 +88,9 @@ def predict(
 
 def score(predictions: Predictions, n_classes: int, per_class: bool = False) -> dict:
     """The task's scores (:func:`pipeline.tasks.scores`: accuracy, macro_f1, mcc, for two classes f1,
-    precision and recall; or pearson, spearman, mse), loss and n_examples; with ``per_class``, each
-    class's scores too (single-label)."""
-    result = tasks.scores(predictions.task, predictions.logits, predictions.labels, n_classes)
+    precision and recall; micro_f1, macro_f1, exact_match, mean_average_precision; or pearson,
+    spearman, mse), loss and n_examples; with ``per_class``, each class's or label's scores too."""
+    result = tasks.scores(predictions.task, predictions.logits, predictions.labels, n_classes, predictions.threshold)
     classes = result.pop("per_class", None)
     scores = {
         **{k: round(v, 6) for k, v in result.items()},
@@ -105,9 +107,9 @@ class EvaluationOutputs:
 
     metrics: Path  # JSON: accuracy, f1, ... (or pearson, spearman, mse), their 95% intervals, the calibration error
     confusion: Path  # actual,predicted per example, for the confusion matrix
-    predictions: (
-        Path  # id,label,predicted,probability per example (regression: id,label,predicted), for comparing revisions
-    )
+    # id,label,predicted,probability per example, for comparing revisions; multi-label: id,label,predicted
+    # with label sets as names joined by "|" (tasks.LABEL_JOINER); regression: id,label,predicted
+    predictions: Path
     calibration: Path  # the reliability diagram's bins
     misclassified: Path  # the wrong predictions with their text, most confident first
     per_class: Path  # precision, recall, F1 and support of each class
@@ -150,13 +152,17 @@ def evaluate_model(
     autocast = autocast_for(precision, device, key="evaluate.precision")
     loader = eval_loader(split, cfg.batch_size, meta["pad_token_id"])
     predictions = predict(model, loader, device, autocast=autocast, task=task)
+    predictions = dataclasses.replace(predictions, threshold=cfg.threshold)
     names = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    metrics = score(predictions, n_classes=len(names), per_class=task == SINGLE_LABEL)
+    metrics = score(predictions, n_classes=len(names), per_class=task != REGRESSION)
     carved = read_info(raw_dir).get("eval_split_carved")
     if carved:  # the evaluation split is a seeded share of the training data, not one of the source's
         metrics["eval_split_carved_fraction"] = carved["fraction"]
     if task == REGRESSION:
         written = write_regression(predictions, metrics, out)
+    elif task == MULTI_LABEL:
+        metrics["threshold"] = cfg.threshold
+        written = write_multi_label(predictions, metrics, names, out)
     else:
         written = write_single_label(predictions, metrics, names, texts, out)
     for name, header in EvaluationOutputs.HEADERS.items():  # the other task's files
@@ -179,6 +185,35 @@ def write_regression(predictions: Predictions, metrics: dict, out: EvaluationOut
     write_csv_atomic(out.predictions, ["id", "label", "predicted"], rows)
     write_csv_atomic(out.scatter, EvaluationOutputs.HEADERS["scatter"], rows)
     return {"scatter"}
+
+
+def write_multi_label(predictions: Predictions, metrics: dict, names: list[str], out: EvaluationOutputs) -> set[str]:
+    """Intervals of micro_f1, macro_f1 and exact_match; each example's true and predicted label sets
+    (the gate pairs revisions on exact matches); each label's scores."""
+    classes = metrics.pop("per_class")
+    truth, chosen = predictions.labels.numpy(), predictions.predicted.numpy()
+    with_intervals(metrics, {m: bootstrap_interval(truth, chosen, m) for m in ("micro_f1", "macro_f1", "exact_match")})
+
+    def label_set(row: np.ndarray) -> str:
+        return tasks.LABEL_JOINER.join(name for name, flag in zip(names, row) if flag)
+
+    rows = [(i, label_set(t), label_set(c)) for i, (t, c) in enumerate(zip(truth, chosen))]
+    write_csv_atomic(out.predictions, ["id", "label", "predicted"], rows)
+    write_per_class(out, names, classes)
+    return {"per_class"}
+
+
+def write_per_class(out: EvaluationOutputs, names: list[str], classes: dict) -> None:
+    write_csv_atomic(
+        out.per_class,
+        EvaluationOutputs.HEADERS["per_class"],
+        [
+            (name, f"{p:.6f}", f"{r:.6f}", f"{f:.6f}", n)
+            for name, p, r, f, n in zip(
+                names, classes["precision"], classes["recall"], classes["f1"], classes["support"]
+            )
+        ],
+    )
 
 
 def write_single_label(
@@ -209,14 +244,5 @@ def write_single_label(
         EvaluationOutputs.HEADERS["misclassified"],
         [(rank, i, texts[i], a, p, c) for rank, (i, a, p, c) in enumerate(wrong, start=1)],
     )
-    write_csv_atomic(
-        out.per_class,
-        EvaluationOutputs.HEADERS["per_class"],
-        [
-            (name, f"{p:.6f}", f"{r:.6f}", f"{f:.6f}", n)
-            for name, p, r, f, n in zip(
-                names, classes["precision"], classes["recall"], classes["f1"], classes["support"]
-            )
-        ],
-    )
+    write_per_class(out, names, classes)
     return {"confusion", "calibration", "misclassified", "per_class"}

@@ -23,8 +23,13 @@ from pipeline.uncertainty import PairedTest, mcnemar, sign_test
 
 EXIT_OK, EXIT_WORSE, EXIT_MISSING, EXIT_NO_BASELINE = 0, 1, 3, 4
 # What is watched when pyproject.toml does not say, per data.task.
-DEFAULT_WATCHED = {"single_label": ("metrics/eval.json:accuracy",), "regression": ("metrics/eval.json:pearson",)}
-WATCHED_KEYS = {"single_label": "metrics", "regression": "regression_metrics"}  # pyproject.toml's key per task
+DEFAULT_WATCHED = {
+    "single_label": ("metrics/eval.json:accuracy",),
+    "multi_label": ("metrics/eval.json:macro_f1",),
+    "regression": ("metrics/eval.json:pearson",),
+}
+# pyproject.toml's key per task
+WATCHED_KEYS = {"single_label": "metrics", "multi_label": "multi_label_metrics", "regression": "regression_metrics"}
 DEFAULT_MAX_DROP = 0.01
 LOWER_IS_BETTER = {"loss", "mse"}
 PREDICTIONS = "metrics/predictions.csv"  # per-example predictions, for the paired test
@@ -45,7 +50,7 @@ class GateSettings:
 
 def settings_from_pyproject(path: str | Path = "pyproject.toml", task: str = "single_label") -> GateSettings:
     """``[tool.sst2-pipeline.gate]`` in pyproject.toml: the metrics watched for ``task`` (``metrics = [...]``
-    for single-label, ``regression_metrics = [...]``) and ``max_drop``."""
+    for single-label, ``multi_label_metrics`` and ``regression_metrics``) and ``max_drop``."""
     path = Path(path)
     if not path.is_file():
         return GateSettings(watched=DEFAULT_WATCHED[task], task=task)
@@ -163,7 +168,8 @@ def read_predictions(text: str) -> dict[str, tuple[str, str]]:
 
 def paired_test(baseline: str, cwd: str | Path = ".", task: str = "single_label") -> PairedTest | str:
     """The exact paired test between the baseline's and the workspace's per-example predictions: McNemar's
-    on being right (a classifier), the sign test on the absolute error (a regression).
+    on being right (a classifier; multi-label: on the whole label set being right), the sign test on the
+    absolute error (a regression).
 
     Returns why not, as text, when either side has no predictions or they are of other examples.
     """

@@ -90,3 +90,47 @@ def regression_scores(predicted: np.ndarray, references: np.ndarray) -> dict:
         "spearman": pearson(ranks(predicted), ranks(references)),
         "mse": float(np.mean((predicted - references) ** 2)),
     }
+
+
+def average_precision(scores: np.ndarray, truth: np.ndarray) -> float:
+    """Average precision of one label's scores: the mean, over the thresholds at each distinct score, of
+    precision weighted by the recall gained there (scikit-learn's ``average_precision_score``); 0 for a
+    label with no positive example."""
+    truth = np.asarray(truth, bool)
+    if not truth.any():
+        return 0.0
+    order = np.argsort(-np.asarray(scores, np.float64), kind="stable")
+    ordered, hits = np.asarray(scores, np.float64)[order], truth[order]
+    last_of_tie = np.r_[ordered[1:] != ordered[:-1], True]  # a threshold takes every example of its score
+    true_positives = np.cumsum(hits)[last_of_tie]
+    predicted = (np.arange(1, len(hits) + 1))[last_of_tie]
+    precision, recall = true_positives / predicted, true_positives / truth.sum()
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def multi_label_scores(probabilities: np.ndarray, targets: np.ndarray, threshold: float) -> dict:
+    """micro_f1, macro_f1 and exact_match of the labels at ``threshold``, the threshold-free
+    mean_average_precision, and ``per_class``: each label's precision, recall, f1 and support."""
+    targets = np.asarray(targets, bool)
+    chosen = np.asarray(probabilities) >= threshold
+    tp = (chosen & targets).sum(axis=0).astype(np.float64)
+    predicted_count, actual_count = chosen.sum(axis=0), targets.sum(axis=0)
+    precision = np.divide(tp, predicted_count, out=np.zeros(len(tp)), where=predicted_count > 0)
+    recall = np.divide(tp, actual_count, out=np.zeros(len(tp)), where=actual_count > 0)
+    denominator = precision + recall
+    f1 = np.divide(2 * precision * recall, denominator, out=np.zeros(len(tp)), where=denominator > 0)
+    micro_denominator = predicted_count.sum() + actual_count.sum()
+    return {
+        "micro_f1": float(2 * tp.sum() / micro_denominator) if micro_denominator else 0.0,
+        "macro_f1": float(f1.mean()),
+        "exact_match": float((chosen == targets).all(axis=1).mean()),
+        "mean_average_precision": float(
+            np.mean([average_precision(probabilities[:, k], targets[:, k]) for k in range(targets.shape[1])])
+        ),
+        "per_class": {
+            "precision": precision.tolist(),
+            "recall": recall.tolist(),
+            "f1": f1.tolist(),
+            "support": actual_count.tolist(),
+        },
+    }

@@ -112,6 +112,11 @@ def model_card(
     if params.data.task == "regression":
         what = f"to predict `{label_names[0]}`, a score (regression: one output, MSE loss)"
         adds, apply = "Spearman correlation, MSE and intervals", ', function_to_apply="none"'
+    elif params.data.task == "multi_label":
+        what = f"for multi-label text classification (a sigmoid per label). Labels ({len(label_names)}): " + ", ".join(
+            f"`{c}`" for c in label_names
+        )
+        adds, apply = "micro-F1, exact match, mean average precision and intervals", ", top_k=None"
     else:
         what = f"for text classification. Classes ({len(label_names)}): " + ", ".join(f"`{c}`" for c in label_names)
         adds, apply = "intervals, F1 and calibration", ""

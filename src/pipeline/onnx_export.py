@@ -9,8 +9,10 @@ nothing else. Before the folder is put in place, both models label the validatio
 - fp32: every logit within ``export.fp32_tolerance`` of eager's, or the stage fails: a graph that
   computes something else is not shipped;
 - int8: it agrees with eager on at least ``export.int8_min_agreement`` of the labels and loses at most
-  ``export.int8_max_accuracy_drop`` of accuracy (a regression model: of Pearson correlation, with no
-  labels to agree on), or it is left out (predict then runs fp32).
+  ``export.int8_max_accuracy_drop`` of accuracy (a multi-label model: agrees on that share of every
+  example's yes-or-no per label at probability 0.5, and loses at most that much macro-F1; a regression
+  model: loses at most that much Pearson correlation, with no labels to agree on), or it is left out
+  (predict then runs fp32).
 
 The figures go to ``metrics/export.json`` whenever the stage succeeds; a failed fp32 check ends it
 with one line (exit 2) and leaves the earlier folder and metrics as they were.
@@ -30,7 +32,7 @@ import numpy as np
 from pipeline.config import ExportConfig
 from pipeline.data import EVAL_SPLIT, read_split
 from pipeline.errors import PipelineError, first_line
-from pipeline.metrics import pearson
+from pipeline.metrics import multi_label_scores, pearson
 from pipeline.outputs import atomic_directory, write_json_atomic
 from pipeline.parallel import limit_cpu_threads
 from pipeline.predict import (
@@ -43,7 +45,7 @@ from pipeline.predict import (
     load_torch_model,
     torch_classifier,
 )
-from pipeline.tasks import HEADLINE, REGRESSION, SINGLE_LABEL, task_of_model
+from pipeline.tasks import HEADLINE, MULTI_LABEL, REGRESSION, SINGLE_LABEL, THRESHOLD, task_of_model
 
 FP32_FILE = "model.onnx"
 INT8_FILE = "model_int8.onnx"
@@ -239,6 +241,8 @@ def _quantize_and_check(
     int8 = _logits_of(staging, INT8_FILE, config, tokenizer, inputs)
     if task == REGRESSION:
         return _check_int8_scores(cfg, staging, int8, eager, labels)
+    if task == MULTI_LABEL:
+        return _check_int8_label_sets(cfg, staging, int8, eager, labels)
     n = len(labels)
     agreeing = int((int8.argmax(axis=1) == eager.argmax(axis=1)).sum())
     lost = int((eager.argmax(axis=1) == labels).sum()) - int((int8.argmax(axis=1) == labels).sum())
@@ -285,8 +289,35 @@ def _check_int8_scores(cfg: ExportConfig, staging: Path, int8, eager, labels) ->
     return report
 
 
+def _check_int8_label_sets(cfg: ExportConfig, staging: Path, int8, eager, labels) -> dict:
+    """A multi-label model's int8: kept if it agrees with eager on enough of the per-label decisions and
+    loses at most the allowed macro-F1."""
+    agreement = float(((int8 >= 0) == (eager >= 0)).mean())  # a logit of 0 is a probability of 0.5
+    int8_f1, eager_f1 = _figure(int8, labels, MULTI_LABEL), _figure(eager, labels, MULTI_LABEL)
+    passed = agreement >= cfg.int8_min_agreement - 1e-9 and eager_f1 - int8_f1 <= cfg.int8_max_accuracy_drop + 1e-9
+    report = {
+        "int8_label_agreement": round(agreement, 6),  # here: of the (example, label) decisions
+        "int8_min_agreement": cfg.int8_min_agreement,
+        "int8_macro_f1": int8_f1,
+        "int8_max_accuracy_drop": cfg.int8_max_accuracy_drop,  # here: of macro-F1
+        "int8_shipped": passed,
+    }
+    if not passed:
+        (staging / INT8_FILE).unlink()
+        print(
+            f"export: int8 left out (decision agreement {agreement:.4f}, macro-F1 {int8_f1:.4f} against eager "
+            f"{eager_f1:.4f}); predict --backend onnx runs fp32",
+            file=sys.stderr,
+        )
+    return report
+
+
 def _figure(logits: np.ndarray, labels: np.ndarray, task: str) -> float:
-    """The task's headline on the validation split: accuracy, or Pearson correlation."""
+    """The task's headline on the validation split: accuracy, macro-F1 at probability 0.5, or Pearson
+    correlation."""
     if task == REGRESSION:
         return round(float(pearson(logits[:, 0], labels)), 6)
+    if task == MULTI_LABEL:
+        probabilities = 1 / (1 + np.exp(-logits.astype(np.float64)))
+        return round(multi_label_scores(probabilities, labels, THRESHOLD)["macro_f1"], 6)
     return round(float((logits.argmax(axis=1) == labels).mean()), 6)

@@ -2,7 +2,8 @@
 
 Texts come as arguments, as lines on stdin, or as a column (two for a sentence-pair model) of a CSV,
 TSV, JSON Lines or Parquet file. Each gets its ``label``, the ``score`` (that label's probability) and
-one probability per class (a regression model: the ``score`` it predicts), in input order: JSON Lines
+one probability per class (a multi-label model: its ``labels``, those whose probability reaches the
+threshold, and each label's probability; a regression model: the ``score`` it predicts), in input order: JSON Lines
 on stdout, or a file in the format its suffix names, written all at once. Batches are grouped by
 length (little padding); on a GPU with native bf16 they run under bf16 autocast, on a CPU in fp32
 (``--precision`` chooses). ``--backend onnx``
@@ -29,7 +30,7 @@ from pipeline.errors import PipelineError
 from pipeline.modeling import load_finetuned
 from pipeline.parallel import limit_cpu_threads, pick_device
 from pipeline.precision import autocast_for, bf16_is_native
-from pipeline.tasks import REGRESSION, task_of_model
+from pipeline.tasks import LABEL_JOINER, MULTI_LABEL, REGRESSION, THRESHOLD, task_of_model
 
 BATCH_SIZE = 64  # predict's default; the export stage checks int8 in batches of this size too
 INPUT_FORMATS = {".csv": ",", ".tsv": "\t", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
@@ -191,27 +192,36 @@ def all_logits(classifier: Classifier, inputs: Inputs, batch_size: int, progress
 
 
 def probabilities(classifier: Classifier, inputs: Inputs, batch_size: int, progress: bool) -> np.ndarray:
-    """Class probabilities of every input, in input order; a regression model's one output as it is."""
+    """Class probabilities of every input, in input order (a multi-label model: each label's own, from a
+    sigmoid); a regression model's one output as it is."""
     logits = all_logits(classifier, inputs, batch_size, progress)
-    if task_of_model(classifier.config) == REGRESSION:
+    task = task_of_model(classifier.config)
+    if task == REGRESSION:
         return logits
+    if task == MULTI_LABEL:
+        return torch.sigmoid(torch.from_numpy(logits)).numpy()
     return torch.softmax(torch.from_numpy(logits), dim=-1).numpy()
 
 
-def rows(config, probs: np.ndarray, inputs: Inputs) -> list[dict]:
-    """Per input: its text(s), then the label, its probability as ``score`` and every class's; or the score."""
+def rows(config, probs: np.ndarray, inputs: Inputs, threshold: float = THRESHOLD) -> list[dict]:
+    """Per input: its text(s), then the label, its probability as ``score`` and every class's; a
+    multi-label model's ``labels`` (probability at least ``threshold``, in label order) and every
+    label's probability; or the score."""
     names = [config.id2label[i] for i in range(config.num_labels)]
-    regression = task_of_model(config) == REGRESSION
+    task = task_of_model(config)
     best = probs.argmax(axis=1)
     out = []
     for i, (p, k) in enumerate(zip(probs, best)):
         row = {"text": inputs.texts[i]}
         if inputs.pairs is not None:
             row["text_pair"] = inputs.pairs[i]
-        if regression:
+        if task == REGRESSION:
             out.append(row | {"score": round(float(p[0]), 6)})
             continue
-        row |= {"label": names[k], "score": round(float(p[k]), 6)}
+        if task == MULTI_LABEL:
+            row["labels"] = [name for name, value in zip(names, p) if value >= threshold]
+        else:
+            row |= {"label": names[k], "score": round(float(p[k]), 6)}
         row |= {f"p_{name}": round(float(value), 6) for name, value in zip(names, p)}
         out.append(row)
     return out
@@ -231,6 +241,8 @@ def write_rows(records: list[dict], output: Path | None) -> None:
     if suffix == ".jsonl":
         write_text_atomic(output, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
     elif suffix in (".csv", ".tsv"):
+        if "labels" in frame:  # a multi-label set, as the evaluate stage's predictions.csv writes it
+            frame["labels"] = frame["labels"].map(LABEL_JOINER.join)
         write_text_atomic(output, frame.to_csv(index=False, sep="," if suffix == ".csv" else "\t", lineterminator="\n"))
     else:
         buffer = io.BytesIO()
@@ -240,7 +252,9 @@ def write_rows(records: list[dict], output: Path | None) -> None:
         staging.replace(output)
 
 
-def predict_command(args, default_text_columns: list[str], load: Callable[[Path, str], Classifier]) -> None:
+def predict_command(
+    args, default_text_columns: list[str], load: Callable[[Path, str], Classifier], threshold: float = THRESHOLD
+) -> None:
     """``python -m pipeline predict``: check everything, label with the model that ``load(folder, precision)``
     returns (PyTorch's or onnxruntime's, as ``--backend`` says), write."""
     output = Path(args.output) if args.output else None
@@ -269,7 +283,7 @@ def predict_command(args, default_text_columns: list[str], load: Callable[[Path,
     classifier = load(model_dir, args.precision)
     with contextlib.redirect_stdout(sys.stderr) if output is None else contextlib.nullcontext():
         probs = probabilities(classifier, inputs, args.batch_size or BATCH_SIZE, progress=bool(args.input))
-    write_rows(rows(classifier.config, probs, inputs), output)
+    write_rows(rows(classifier.config, probs, inputs, threshold), output)
 
 
 # The file name the GLUE server takes for each task this pipeline can train (its Hub configuration).
@@ -277,13 +291,18 @@ GLUE_SUBMISSION_FILES = {"sst2": "SST-2.tsv", "mrpc": "MRPC.tsv", "cola": "CoLA.
 
 
 def predict_test_split(
-    model_dir: str | Path, raw_dir: str | Path, out_dir: str | Path, batch_size: int = BATCH_SIZE
+    model_dir: str | Path,
+    raw_dir: str | Path,
+    out_dir: str | Path,
+    batch_size: int = BATCH_SIZE,
+    threshold: float = THRESHOLD,
 ) -> dict:
     """The predict stage: label the data set's test split into ``out_dir``.
 
     For a GLUE task, the file its server takes (``SST-2.tsv``: ``index<TAB>prediction``, one row per
     test example in index order, the prediction a class index, or the score for STS-B); for other data,
-    ``test.csv`` with each text, its label and score (regression: the score).
+    ``test.csv`` with each text, its label and score (multi-label: its labels at ``threshold`` and
+    each label's probability; regression: the score).
     """
     import pyarrow.parquet as pq
 
@@ -295,7 +314,7 @@ def predict_test_split(
     glue_file = GLUE_SUBMISSION_FILES.get(source.get("config")) if "glue" in str(source.get("path")) else None
     test_file = Path(raw_dir) / f"{TEST_SPLIT}.parquet"
     classifier = load_classifier(Path(model_dir))
-    regression = task_of_model(classifier.config) == REGRESSION
+    task = task_of_model(classifier.config)
     with atomic_directory(out_dir) as staging:
         if not test_file.is_file():
             write_csv_atomic(staging / "test.csv", ["text", "label", "score"], [])
@@ -309,17 +328,21 @@ def predict_test_split(
         if glue_file:
             index = table.column("idx").to_pylist() if "idx" in table.column_names else list(range(len(texts)))
             order = np.argsort(index, kind="stable")
-            predictions = [(index[i], f"{probs[i][0]:.6f}" if regression else int(probs[i].argmax())) for i in order]
+            predictions = [
+                (index[i], f"{probs[i][0]:.6f}" if task == REGRESSION else int(probs[i].argmax())) for i in order
+            ]
             write_csv_atomic(staging / glue_file, ["index", "prediction"], predictions, delimiter="\t")
             written = glue_file
         else:
-            records = rows(classifier.config, probs, inputs)
-            header = [
-                "text",
-                *(["text_pair"] if pairs is not None else []),
-                *([] if regression else ["label"]),
-                "score",
-            ]
+            records = rows(classifier.config, probs, inputs, threshold)
+            if task == MULTI_LABEL:
+                names = [classifier.config.id2label[i] for i in range(classifier.config.num_labels)]
+                labelled = ["labels", *(f"p_{name}" for name in names)]
+                for record in records:
+                    record["labels"] = LABEL_JOINER.join(record["labels"])
+            else:
+                labelled = ["score"] if task == REGRESSION else ["label", "score"]
+            header = ["text", *(["text_pair"] if pairs is not None else []), *labelled]
             write_csv_atomic(staging / "test.csv", header, [[r[h] for h in header] for r in records])
             written = "test.csv"
     return {"examples": len(texts), "file": str(Path(out_dir) / written)}

@@ -2,6 +2,7 @@
 and the scores a model is judged by.
 
 - ``single_label``: one class per example; softmax over the classes, cross-entropy, accuracy first.
+- ``multi_label``: any set of labels per example; a sigmoid per label, binary cross-entropy, macro-F1 first.
 - ``regression``: one score per example; the model's one output is the prediction, MSE, Pearson first.
 
 The task travels with the data (``info.json`` and ``meta.json`` say ``"task"`` for regression) and is
@@ -14,12 +15,19 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pipeline.config import REGRESSION, SINGLE_LABEL
-from pipeline.metrics import classification_scores, regression_scores
+from pipeline.config import MULTI_LABEL, REGRESSION, SINGLE_LABEL
+from pipeline.metrics import classification_scores, multi_label_scores, regression_scores
 
-PROBLEM_TYPES = {SINGLE_LABEL: "single_label_classification", REGRESSION: "regression"}
-HEADLINE = {SINGLE_LABEL: "accuracy", REGRESSION: "pearson"}  # printed per epoch, logged as val/<metric>
+PROBLEM_TYPES = {
+    SINGLE_LABEL: "single_label_classification",
+    MULTI_LABEL: "multi_label_classification",
+    REGRESSION: "regression",
+}
+# Printed per epoch, logged as val/<metric>; GoEmotions' paper reports macro-F1.
+HEADLINE = {SINGLE_LABEL: "accuracy", MULTI_LABEL: "macro_f1", REGRESSION: "pearson"}
+THRESHOLD = 0.5  # a label's probability from which multi-label training's validation predicts it
 LOWER_IS_BETTER = ("loss", "mse")
+LABEL_JOINER = "|"  # between the names of a multi-label set in a CSV cell (predictions, predict's output)
 
 if TYPE_CHECKING:  # the download stage reads the task names without importing torch
     import torch
@@ -32,7 +40,8 @@ def task_of(meta: dict) -> str:
 
 def task_of_model(config) -> str:
     """The task a saved model was trained for, from its config's ``problem_type``."""
-    return REGRESSION if getattr(config, "problem_type", None) == "regression" else SINGLE_LABEL
+    problem_type = getattr(config, "problem_type", None)
+    return next((task for task, name in PROBLEM_TYPES.items() if name == problem_type), SINGLE_LABEL)
 
 
 def loss(
@@ -48,16 +57,22 @@ def loss(
 
     if task == REGRESSION:
         return torch.nn.functional.mse_loss(logits.squeeze(-1).float(), labels.float())
+    if task == MULTI_LABEL:
+        return torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), labels.float())
     return torch.nn.functional.cross_entropy(logits, labels, weight=class_weights, label_smoothing=label_smoothing)
 
 
-def predicted(task: str, logits: torch.Tensor) -> torch.Tensor:
-    """The prediction for each example: its class index, or its score."""
+def predicted(task: str, logits: torch.Tensor, threshold: float = THRESHOLD) -> torch.Tensor:
+    """The prediction for each example: its class index, its labels as a row of 0/1, or its score."""
+    if task == MULTI_LABEL:
+        return (logits.sigmoid() >= threshold).float()
     return logits[:, 0] if task == REGRESSION else logits.argmax(dim=-1)
 
 
-def scores(task: str, logits: torch.Tensor, labels: torch.Tensor, n_classes: int) -> dict:
-    """What the task is judged by (:mod:`pipeline.metrics`), unrounded; single-label adds ``per_class``."""
+def scores(task: str, logits: torch.Tensor, labels: torch.Tensor, n_classes: int, threshold: float = THRESHOLD) -> dict:
+    """What the task is judged by (:mod:`pipeline.metrics`), unrounded; classification adds ``per_class``."""
+    if task == MULTI_LABEL:
+        return multi_label_scores(logits.sigmoid().numpy(), labels.numpy(), threshold)
     guesses, truth = predicted(task, logits).numpy(), labels.numpy()
     if task == REGRESSION:
         return regression_scores(guesses.astype(np.float64), truth.astype(np.float64))

@@ -176,14 +176,14 @@ class TokenizedSplit:
     token_type_ids: torch.Tensor | None = None  # sentence pairs, for models that take token types
 
     def __len__(self) -> int:
-        return self.labels.numel()
+        return len(self.labels)
 
     @property
     def lengths(self) -> torch.Tensor:
         return self.offsets[1:] - self.offsets[:-1]
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int | float]:
-        return self.input_ids[self.offsets[index] : self.offsets[index + 1]], self.labels[index].item()
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int | float | list[float]]:
+        return self.input_ids[self.offsets[index] : self.offsets[index + 1]], self.labels[index].tolist()
 
 
 def read_meta(tokenized_dir: str | Path) -> dict:

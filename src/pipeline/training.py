@@ -171,7 +171,7 @@ class EpochRow(NamedTuple):
     step: int
     train_loss: float
     val_loss: float
-    val_score: float  # the task's headline metric (pipeline.tasks.HEADLINE): accuracy, or pearson
+    val_score: float  # the task's headline metric (pipeline.tasks.HEADLINE): accuracy, macro_f1 or pearson
     select_score: float | None = None
 
 
@@ -274,9 +274,9 @@ class LiveLog:
     ``metrics.json`` holds the latest values and, once the run ends, its final figures; ``dvc exp
     show`` reads it while an experiment trains. ``plots/metrics/`` has one TSV per curve, with the
     optimizer step as x: ``train/loss``, ``train/lr`` every ``log_every_steps``; ``train/epoch_loss``,
-    ``val/loss`` and the task's headline, ``val/accuracy`` or ``val/pearson``, at each epoch's end. No
+    ``val/loss`` and the task's headline, ``val/accuracy``, ``val/macro_f1`` or ``val/pearson``, at each epoch's end. No
     timestamps, so two runs write the same bytes. DVCLive writes no dvc.yaml and saves no experiment:
-    dvc.yaml declares these files itself, so the other task's headline curve is written with its header only.
+    dvc.yaml declares these files itself, so the other tasks' headline curves are written with their header only.
     """
 
     def __init__(self, log_dir: Path, progress: Progress, headline: str = "accuracy") -> None:
@@ -418,7 +418,7 @@ def train(
                     save_checkpoint()
             steps.close()
 
-            # Validation: each process predicts its share of the sentences; rank 0 scores them all.
+            # Validation: each process predicts its share of the sentences; every process scores them all.
             train_loss = group.mean(progress.epoch_loss).item() / run.steps_per_epoch
             group.print(f"epoch {epoch}/{cfg.epochs}: validating on {len(run.val_loader.split)} sentences")
             val = run.score(run.val_loader, group)
@@ -624,9 +624,10 @@ def describe(run: Run, group: ProcessGroup, precision: str) -> str:
     """What this run is about to do, printed once at its start."""
     cfg, device = run.params.train, group.device
     per_step = cfg.batch_size * group.world_size * cfg.grad_accum_steps
+    outputs = {"multi_label": f"{len(run.label_names)} labels", "regression": "one score"}
     lines = [
         f"training {len(run.train_loader.split):,} examples, validating on {len(run.val_loader.split):,}; "
-        f"{len(run.label_names)} classes",
+        f"{outputs.get(run.task, f'{len(run.label_names)} classes')}",
         f"{cfg.epochs} epochs × {run.steps_per_epoch:,} steps = {cfg.epochs * run.steps_per_epoch:,} optimizer steps "
         f"of {per_step} examples ({cfg.batch_size} per process × {group.world_size} processes × "
         f"{cfg.grad_accum_steps} accumulated)",

@@ -54,10 +54,14 @@ def bootstrap_interval(
     seed: int = BOOTSTRAP_SEED,
 ) -> tuple[float, float]:
     """The 95% percentile-bootstrap interval over the examples, seeded, of a classifier's ``accuracy``,
-    ``f1`` (the positive class's; two classes), ``macro_f1`` or ``mcc`` (from class ids), or of a
-    regression's ``pearson``, ``spearman`` or ``mse`` (from scores)."""
+    ``f1`` (the positive class's; two classes), ``macro_f1`` or ``mcc`` (from class ids), of a
+    multi-label classifier's ``micro_f1``, ``macro_f1`` or ``exact_match`` (from rows of 0/1), or of
+    a regression's ``pearson``, ``spearman`` or ``mse`` (from scores)."""
     labels, predicted = np.asarray(labels), np.asarray(predicted)
     rows = np.random.default_rng(seed).integers(0, len(labels), size=(samples, len(labels)))
+    if labels.ndim == 2:  # multi-label: rows of 0/1
+        low, high = np.percentile(_multi_label_per_resample(labels, predicted, metric, rows), [2.5, 97.5])
+        return float(low), float(high)
     resampled_labels, resampled_predicted = labels[rows], predicted[rows]
     if metric == "pearson":
         values = pearson(resampled_labels, resampled_predicted)
@@ -77,6 +81,23 @@ def bootstrap_interval(
         raise ValueError(f"no bootstrap for metric {metric!r}")
     low, high = np.percentile(values, [2.5, 97.5])
     return float(low), float(high)
+
+
+def _multi_label_per_resample(labels: np.ndarray, predicted: np.ndarray, metric: str, rows: np.ndarray):
+    """A multi-label metric of each resample, from how often each example was drawn into it."""
+    truth, chosen = labels.astype(bool), predicted.astype(bool)
+    drawn = np.stack([np.bincount(row, minlength=len(labels)) for row in rows]).astype(np.float64)
+    if metric == "exact_match":
+        return drawn @ (truth == chosen).all(axis=1) / len(labels)
+    tp = drawn @ (truth & chosen)
+    wrong = drawn @ (truth ^ chosen)  # false positives + false negatives, per label
+    if metric == "micro_f1":
+        denominator = 2 * tp.sum(axis=1) + wrong.sum(axis=1)
+        return np.divide(2 * tp.sum(axis=1), denominator, out=np.zeros(len(rows)), where=denominator > 0)
+    if metric == "macro_f1":
+        denominator = 2 * tp + wrong
+        return np.divide(2 * tp, denominator, out=np.zeros_like(tp), where=denominator > 0).mean(axis=1)
+    raise ValueError(f"no bootstrap for multi-label metric {metric!r}")
 
 
 class CalibrationBin(NamedTuple):
