@@ -208,6 +208,23 @@ def data_rows_lost(project: Project) -> None:
     (folder / "validation.tsv").write_text("sentence\tlabel\ngood\t1\nbad\t0\n")
 
 
+def _pairs(project: Project, rows: str) -> None:
+    folder = project.root / "pairs"
+    folder.mkdir()
+    (folder / "train.tsv").write_text(rows)
+    (folder / "validation.tsv").write_text("sentence1\tsentence2\tlabel\ngood\tfine\t1\nbad\tfine\t0\n")
+    project.params({"data": {"path": "./pairs", "text_columns": ["sentence1", "sentence2"]}})
+
+
+def data_quote_never_closed(project: Project) -> None:
+    _pairs(project, 'sentence1\tsentence2\tlabel\ngood\tfine\t1\nbad\tfine\t0\n"so it goes\tfine\t1\nok\tfine\t0\n')
+
+
+def data_quote_adds_fields(project: Project) -> None:
+    # The quote closes on the next line, then a tab inside the "text" makes a fourth field.
+    _pairs(project, 'sentence1\tsentence2\tlabel\ngood\tfine\t1\n"so\tit\t1\ngoes"\tx\ty\t0\nok\tfine\t0\n')
+
+
 def data_label_outside_classes(project: Project) -> None:
     import datasets
 
@@ -824,14 +841,32 @@ CASES: list[Case] = [
     ),
     Case(
         id="data-rows-lost",
-        bad_input="a field that opens a quote it never closes, read with quotes honoured",
+        bad_input="a quote opened in one field closes lines later, read with quotes honoured",
         stage="download",
         message=(
             "sst2/train.tsv: 4 data lines but 2 rows read, so rows were merged or split: "
-            "most likely by quote characters (set data.quoting: false)"
+            'most likely by quote characters (") that are part of the text (set data.quoting: false)'
         ),
         exit=2,
         build=data_rows_lost,
+    ),
+    Case(
+        id="data-quote-never-closed",
+        bad_input="a sentence of a pair file opens a quote that never closes, read with quotes honoured",
+        stage="download",
+        message='pairs/train.tsv: line 4 opens a quote (") that does not close on that line, so the reader merges '
+        "lines (EOF inside string starting at row 3); set data.quoting: false",
+        exit=2,
+        build=data_quote_never_closed,
+    ),
+    Case(
+        id="data-quote-adds-fields",
+        bad_input="a quoted field that swallows a line's end, so a later line has a field too many",
+        stage="download",
+        message='pairs/train.tsv: line 3 opens a quote (") that does not close on that line, so the reader merges '
+        "lines (Expected 3 fields in line 3, saw 4); set data.quoting: false",
+        exit=2,
+        build=data_quote_adds_fields,
     ),
     Case(
         id="data-label-outside-classes",

@@ -200,7 +200,9 @@ def load_source(cfg: DataConfig, source: Source):
             options = dict(source.options)
             if source.reader == "csv":  # each split its own columns: a test file may have no label column
                 options["features"] = _all_text(_csv_columns(files[0], options, source.describe))
-            loaded = datasets.load_dataset(source.reader, data_files={split: [str(f) for f in files]}, **options)
+            explained = _parse_errors_explained(cfg, files, options["sep"]) if source.reader == "csv" else None
+            with explained or contextlib.nullcontext():
+                loaded = datasets.load_dataset(source.reader, data_files={split: [str(f) for f in files]}, **options)
             splits[split] = loaded[split]
         return datasets.DatasetDict(splits)
     except (OSError, ValueError, datasets.exceptions.DatasetGenerationError) as exc:
@@ -218,6 +220,44 @@ def load_source(cfg: DataConfig, source: Source):
         raise not_found(
             "dataset", f"{cfg.path}" + (f" ({cfg.config})" if cfg.config else ""), "data.path", exc
         ) from None
+
+
+# pandas' tokenizer on a delimited file whose quote characters opened a field it never closed, or merged lines.
+# pandas' tokenizer on a delimited file whose quote characters merged lines it should have kept apart.
+_QUOTE_TROUBLE = re.compile(r"EOF inside string starting at row \d+|Expected \d+ fields in line \d+, saw \d+")
+
+
+@contextlib.contextmanager
+def _parse_errors_explained(cfg: DataConfig, files: list[Path], delimiter: str):
+    """A delimited file pandas cannot tokenize because of its quotes, named with the line that opens the
+    quote and the fix, not the folder hint."""
+    import datasets
+
+    try:
+        yield
+    except (ValueError, datasets.exceptions.DatasetGenerationError) as exc:
+        cause = _QUOTE_TROUBLE.search(first_line(_root_cause(exc), limit=200))
+        if not (cause and cfg.quoting):
+            raise
+        opened = next(((f, line) for f in files if (line := _first_open_quote(f, delimiter))), None)
+        if opened is None:
+            raise
+        file, line = opened
+        raise PipelineError(
+            f'{file}: line {line} opens a quote (") that does not close on that line, so the reader merges '
+            f"lines ({cause.group(0)}); set data.quoting: false if quotes are part of the text"
+        ) from None
+
+
+def _first_open_quote(file: Path, delimiter: str) -> int | None:
+    """The first line with a field that starts with a quote and does not close it on the line."""
+    with open(file, encoding="utf-8-sig") as handle:
+        for number, line in enumerate(handle, start=1):
+            for field in line.rstrip("\r\n").split(delimiter):
+                stripped = field.strip()
+                if stripped.startswith('"') and (len(stripped) == 1 or not stripped.endswith('"')):
+                    return number
+    return None
 
 
 def _root_cause(exc: BaseException) -> BaseException:
@@ -255,7 +295,8 @@ def check_nothing_lost(cfg: DataConfig, source: Source, dataset_dict) -> dict[st
                     raise PipelineError(
                         f"{', '.join(str(f) for f in files)}: {entry['data_lines']:,} data lines but "
                         f"{dataset.num_rows:,} rows read, so rows were merged or split: most likely by quote "
-                        f"characters (set data.quoting: false) or a wrong delimiter (set data.delimiter)"
+                        f'characters (") that are part of the text (set data.quoting: false) or a wrong delimiter '
+                        f"(set data.delimiter)"
                     )
         report[split] = entry
     return report
