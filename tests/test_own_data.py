@@ -181,9 +181,27 @@ def test_the_tokenized_pair_trains_and_validates(tmp_path, tiny_bert):
             {"train": 5749, "validation": 1500, "test": 1379},
             ["score"],
         ),
+        (
+            "goemotions",
+            {
+                "task": "multi_label",
+                "column_names": ("text", "labels", "comment_id"),
+                "text_columns": ("text",),
+                "label_column": "labels",
+                "label_separator": ",",
+                "label_names": "goemotions/labels.txt",  # under $PIPELINE_SHARED/data
+                "quoting": False,
+            },
+            {"train": 43410, "validation": 5426, "test": 5427},
+            "admiration amusement anger annoyance approval caring confusion curiosity desire disappointment "
+            "disapproval disgust embarrassment excitement fear gratitude grief joy love nervousness optimism pride "
+            "realization relief remorse sadness surprise neutral".split(),
+        ),
     ],
 )
 def test_the_shared_real_data_sets_are_read_with_every_row(tmp_path, name, overrides, splits, label_names):
+    if "label_names" in overrides:
+        overrides = overrides | {"label_names": str(SHARED / "data" / overrides["label_names"])}
     info = download(own(SHARED / "data" / name, **overrides), tmp_path / "raw")
     assert info["splits"] == splits and info["label_names"] == label_names
     for role, entry in info["read"].items():
@@ -192,5 +210,7 @@ def test_the_shared_real_data_sets_are_read_with_every_row(tmp_path, name, overr
     if overrides.get("task") == "regression":  # STS-B's scores, 0 to 5; its test file has none
         assert labels.dtype == np.float32 and labels.min() == 0 and labels.max() == 5
         assert np.isnan(read_split(tmp_path / "raw", "test").labels).all()
+    elif overrides.get("task") == "multi_label":  # GoEmotions: every label used, every comment labelled
+        assert labels.shape == (splits["train"], 28) and labels.sum(axis=0).min() > 0 and labels.sum(axis=1).min() >= 1
     else:
         assert np.bincount(labels).min() > 0
