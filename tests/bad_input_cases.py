@@ -80,6 +80,10 @@ def params_wrong_type(project: Project) -> None:
     project.params({"train": {"epochs": "two"}})
 
 
+def params_auto_key_without_auto(project: Project) -> None:
+    project.params({"train": {"epochs": 3, "auto_min_steps": 500}})
+
+
 def params_bool_for_int(project: Project) -> None:
     project.params({"train": {"batch_size": True}})
 
@@ -639,9 +643,18 @@ CASES: list[Case] = [
         id="params-wrong-type",
         bad_input="`train.epochs: two`",
         stage="train",
-        message="invalid parameter train.epochs='two': expected an integer",
+        message="invalid parameter train.epochs='two': expected an integer >= 1 or auto",
         exit=2,
         build=params_wrong_type,
+    ),
+    Case(
+        id="params-auto-key-without-auto",
+        bad_input="`train.auto_min_steps: 500` with `train.epochs: 3`",
+        stage="train",
+        message="train.auto_min_steps=500 shapes train.epochs: auto only, and train.epochs is 3: "
+        "set train.epochs: auto, or leave train.auto_min_steps at its default (2000)",
+        exit=2,
+        build=params_auto_key_without_auto,
     ),
     Case(
         id="params-bool-for-int",

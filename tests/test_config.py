@@ -28,6 +28,22 @@ def test_numbers_written_as_yaml_1_1_strings_are_accepted():
     assert params_from_dict({"train": {"max_grad_norm": 2}}).train.max_grad_norm == 2.0
 
 
+@pytest.mark.parametrize(
+    ("train", "steps_per_epoch", "epochs"),
+    [
+        ({}, 1053, 2),  # SST-2 at batch 64: two passes reach 2000 steps
+        ({}, 58, 10),  # MRPC at batch 64: 35 passes would, the cap is 10
+        ({}, 2000, 1),
+        ({}, 2001, 1),  # never less than one pass
+        ({"auto_min_steps": 100}, 30, 4),  # a last pass may run past the aim
+        ({"auto_max_epochs": 3}, 58, 3),
+        ({"epochs": 5}, 58, 5),  # an integer is taken as it is
+    ],
+)
+def test_auto_epochs_are_the_fewest_passes_that_reach_the_aim_within_the_cap(train, steps_per_epoch, epochs):
+    assert params_from_dict({"train": train}).train.epochs_for(steps_per_epoch) == epochs
+
+
 @pytest.mark.parametrize("falsy", [0, [], False, ""])
 def test_a_falsy_section_is_an_error_not_all_defaults(falsy):
     expected = re.escape(f"invalid parameter train={falsy!r}: expected a mapping of train.* keys")
@@ -50,8 +66,16 @@ def test_an_empty_section_heading_takes_the_defaults():
         ({"train": {"epochs": 0}}, "invalid parameter train.epochs=0: expected an integer >= 1"),
         ({"train": {"seed": -1}}, "invalid parameter train.seed=-1: expected an integer in [0, 2**32)"),
         ({"data": {"subsample_seed": 2**32}}, "data.subsample_seed=4294967296"),
-        ({"train": {"epochs": 2.5}}, "train.epochs=2.5: expected an integer"),
-        ({"train": {"epochs": True}}, "train.epochs=True: expected an integer"),
+        ({"train": {"epochs": 2.5}}, "train.epochs=2.5: expected an integer or auto"),
+        ({"train": {"epochs": True}}, "train.epochs=True: expected an integer or auto"),
+        ({"train": {"epochs": "three"}}, "train.epochs='three': expected an integer >= 1 or auto"),
+        ({"train": {"auto_min_steps": 0}}, "train.auto_min_steps=0: expected an integer >= 1"),
+        ({"train": {"auto_max_epochs": 0}}, "train.auto_max_epochs=0: expected an integer >= 1"),
+        (
+            {"train": {"epochs": 3, "auto_max_epochs": 5}},
+            "train.auto_max_epochs=5 shapes train.epochs: auto only, and train.epochs is 3: set train.epochs: auto, "
+            "or leave train.auto_max_epochs at its default (10)",
+        ),
         ({"train": {"batch_size": None}}, "train.batch_size=None: expected an integer"),
         ({"train": {"precision": "fp8"}}, "train.precision='fp8': expected one of fp32, bf16, fp16"),
         (

@@ -146,6 +146,16 @@ def test_layer_lr_decay_gives_each_layer_a_smaller_rate_than_the_one_above(tiny_
     assert len(build_optimizer(model, TrainConfig(lr=1e-3, layer_lr_decay=1.0)).param_groups) == 2
 
 
+def test_auto_epochs_train_the_passes_they_resolve_to_and_schedule_over_them(tiny_bert, tokenized, tmp_path):
+    live = tmp_path / "live"
+    params = tiny_params(tiny_bert, epochs="auto", auto_min_steps=20, auto_max_epochs=5, log_every_steps=1)
+    metrics = train(params, tokenized, tmp_path / "model", live)
+    assert (metrics["epochs"], metrics["steps"]) == (3, 24)  # 8 steps a pass: 3 passes reach 20 steps
+    assert [step for step, _ in live_curve(live, "val/accuracy")] == [8, 16, 24]
+    lr = [value for _, value in live_curve(live, "train/lr")]
+    assert max(lr) == pytest.approx(5e-4) and lr[-1] == pytest.approx(0, abs=1e-12)  # decays to 0 at step 24
+
+
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_train_writes_a_loadable_model_metrics_and_plots(tiny_bert, tokenized, tmp_path, precision):
     live = tmp_path / "live"

@@ -25,6 +25,7 @@ from pipeline.errors import PipelineError
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
+AUTO = "auto"  # train.epochs chosen from the data size (TrainConfig.epochs_for)
 SINGLE_LABEL, MULTI_LABEL, REGRESSION = "single_label", "multi_label", "regression"
 TASKS = (
     SINGLE_LABEL,
@@ -240,7 +241,16 @@ class TrainConfig:
     """The fine-tuning run (stage train)."""
 
     seed: int = param(42, "Seeds Python, NumPy, torch and the batch order; an integer in [0, 2**32).")
-    epochs: int = param(2, "Passes over the training split; validation after each.")
+    epochs: int | str = param(
+        AUTO,
+        "Passes over the training split; validation after each. `auto`: the fewest passes that make "
+        "`train.auto_min_steps` optimizer steps, at most `train.auto_max_epochs`, so a small data set gets enough "
+        "steps and a large one no more passes than it needs; the run prints and records the number it chose.",
+    )
+    auto_min_steps: int = param(
+        2000, "With `train.epochs: auto`: the optimizer steps it aims for (the last pass may run past them)."
+    )
+    auto_max_epochs: int = param(10, "With `train.epochs: auto`: the most passes it may choose.")
     batch_size: int = param(
         64,
         "Examples per process per micro-batch; one optimizer step sees `batch_size × processes × grad_accum_steps`.",
@@ -344,11 +354,31 @@ class TrainConfig:
         "`precision: fp32` and the fp32 parts of autocast.",
     )
 
+    def epochs_for(self, steps_per_epoch: int) -> int:
+        """The passes to train: `train.epochs`, or what `auto` makes of it for this many steps per pass."""
+        if self.epochs != AUTO:
+            return self.epochs
+        return min(self.auto_max_epochs, max(1, math.ceil(self.auto_min_steps / steps_per_epoch)))
+
     def check(self) -> None:
         if not 0 <= self.seed < 2**32:  # what NumPy's seeding accepts
             raise _invalid("train.seed", self.seed, "an integer in [0, 2**32)")
-        if self.epochs < 1:
-            raise _invalid("train.epochs", self.epochs, "an integer >= 1")
+        if isinstance(self.epochs, str) and self.epochs != AUTO:
+            raise _invalid("train.epochs", self.epochs, "an integer >= 1 or auto")
+        if isinstance(self.epochs, int) and self.epochs < 1:
+            raise _invalid("train.epochs", self.epochs, "an integer >= 1 or auto")
+        if self.auto_min_steps < 1:
+            raise _invalid("train.auto_min_steps", self.auto_min_steps, "an integer >= 1")
+        if self.auto_max_epochs < 1:
+            raise _invalid("train.auto_max_epochs", self.auto_max_epochs, "an integer >= 1")
+        defaults = TrainConfig.__dataclass_fields__
+        for key in ("auto_min_steps", "auto_max_epochs"):
+            value = getattr(self, key)
+            if self.epochs != AUTO and value != defaults[key].default:
+                raise PipelineError(
+                    f"train.{key}={value} shapes train.epochs: auto only, and train.epochs is {self.epochs}: "
+                    f"set train.epochs: auto, or leave train.{key} at its default ({defaults[key].default})"
+                )
         if self.batch_size < 1:
             raise _invalid("train.batch_size", self.batch_size, "an integer >= 1")
         if not (self.lr > 0 and math.isfinite(self.lr)):
@@ -593,4 +623,6 @@ def _describe(allowed: tuple[Any, ...]) -> str:
     names = {int: "an integer", float: "a number", str: "a string", bool: "true or false", type(None): "null"}
     names |= {tuple[str, ...]: "a list of column names", dict[str, str]: "a mapping of split names to files"}
     names |= {tuple[float, ...]: "a list of numbers"}
+    if allowed == (int, str):  # train.epochs: its one string is auto
+        return "an integer or auto"
     return " or ".join(names.get(kind, str(kind)) for kind in allowed)

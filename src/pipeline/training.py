@@ -33,7 +33,7 @@ from torch.nn.utils import clip_grad_norm_
 from pipeline import parallel, tasks
 from pipeline.batching import BatchLoader, LengthGroupedBatches
 from pipeline.checkpoint import CheckpointFolder, capture_rng
-from pipeline.config import Params, TrainConfig
+from pipeline.config import AUTO, Params, TrainConfig
 from pipeline.data import EVAL_SPLIT, SELECT_SPLIT, TRAIN_SPLIT
 from pipeline.dropout import FastCpuDropout, rounded_rate
 from pipeline.errors import PipelineError
@@ -367,7 +367,7 @@ def train(
                 )
                 group.print(f"checkpoint: step {progress.step} saved to {saved}")
 
-        for epoch in range(progress.epoch, cfg.epochs + 1):
+        for epoch in range(progress.epoch, run.epochs + 1):
             if cfg.patience and progress.epochs_since_best >= cfg.patience:
                 group.print(
                     f"early stop: no better select score in {cfg.patience} epoch(s) after epoch {progress.best_epoch}"
@@ -378,7 +378,7 @@ def train(
             remaining = run.train_loader.with_indices(start=progress.steps_in_epoch * cfg.grad_accum_steps)
             steps = group.progress_bar(
                 chunks((batch for _, batch in remaining), cfg.grad_accum_steps),
-                desc=f"epoch {epoch}/{cfg.epochs}",
+                desc=f"epoch {epoch}/{run.epochs}",
                 unit="step",
                 total=run.steps_per_epoch,
                 initial=progress.steps_in_epoch,
@@ -420,7 +420,7 @@ def train(
 
             # Validation: each process predicts its share of the sentences; every process scores them all.
             train_loss = group.mean(progress.epoch_loss).item() / run.steps_per_epoch
-            group.print(f"epoch {epoch}/{cfg.epochs}: validating on {len(run.val_loader.split)} sentences")
+            group.print(f"epoch {epoch}/{run.epochs}: validating on {len(run.val_loader.split)} sentences")
             val = run.score(run.val_loader, group)
             selected = None
             if run.select_loader is not None:  # train.select_best: judged on the slice carved from training
@@ -433,7 +433,7 @@ def train(
                 progress.epoch_rows.append(row)
                 live.add_epoch(row)
                 group.print(
-                    f"epoch {epoch}/{cfg.epochs}: train loss {train_loss:.4f}, validation loss "
+                    f"epoch {epoch}/{run.epochs}: train loss {train_loss:.4f}, validation loss "
                     f"{val['loss']:.4f}, {headline} {val[headline]:.4f}"
                     + (f", select {cfg.select_metric} {selected:.4f}" if selected is not None else "")
                     + f", {elapsed_s():.0f} s"
@@ -464,6 +464,7 @@ class Run:
     val_loader: BatchLoader
     select_loader: BatchLoader | None  # the carved select slice, with train.select_best; else None
     steps_per_epoch: int
+    epochs: int  # train.epochs, with auto resolved for this data
     class_weights: torch.Tensor | None  # train.class_weights per class, on the device; None: all 1
     task: str  # data.task, as the tokenized cache records it
     checkpoints: CheckpointFolder | None
@@ -538,8 +539,9 @@ def set_up(params: Params, group: ProcessGroup, tokenized_dir: Path, checkpoint_
     )
     train_loader = BatchLoader(train_split, batches, pad, cfg.pad_to_multiple_of)
     steps_per_epoch = len(train_loader) // cfg.grad_accum_steps
+    epochs = cfg.epochs_for(steps_per_epoch)
     optimizer = build_optimizer(model, cfg)
-    scheduler = get_scheduler(optimizer, cfg, cfg.epochs * steps_per_epoch)
+    scheduler = get_scheduler(optimizer, cfg, epochs * steps_per_epoch)
     scaler = grad_scaler_for(precision, device)
 
     progress = Progress(epoch_loss=torch.zeros((), device=device), interval_loss=torch.zeros((), device=device))
@@ -564,6 +566,7 @@ def set_up(params: Params, group: ProcessGroup, tokenized_dir: Path, checkpoint_
         val_loader=eval_loader(val_split, cfg.batch_size, pad, num_replicas=group.world_size, rank=group.rank),
         select_loader=select_loader,
         steps_per_epoch=steps_per_epoch,
+        epochs=epochs,
         class_weights=class_weights.to(device) if class_weights is not None else None,
         task=task,
         checkpoints=checkpoints,
@@ -604,7 +607,7 @@ def wrap_up(run: Run, group: ProcessGroup, live: LiveLog | None, model_dir: Path
     save_finetuned(run.model.cpu(), run.tokenizer, model_dir, card)
     metrics = live.finish(
         {
-            "epochs": run.params.train.epochs,
+            "epochs": run.epochs,
             "steps": progress.step,
             "train_runtime_s": round(runtime, 1),
             "train_samples_per_s": round(samples / runtime, 1),
@@ -628,7 +631,8 @@ def describe(run: Run, group: ProcessGroup, precision: str) -> str:
     lines = [
         f"training {len(run.train_loader.split):,} examples, validating on {len(run.val_loader.split):,}; "
         f"{outputs.get(run.task, f'{len(run.label_names)} classes')}",
-        f"{cfg.epochs} epochs × {run.steps_per_epoch:,} steps = {cfg.epochs * run.steps_per_epoch:,} optimizer steps "
+        f"{run.epochs} epochs{' (auto)' if cfg.epochs == AUTO else ''} × {run.steps_per_epoch:,} steps = "
+        f"{run.epochs * run.steps_per_epoch:,} optimizer steps "
         f"of {per_step} examples ({cfg.batch_size} per process × {group.world_size} processes × "
         f"{cfg.grad_accum_steps} accumulated)",
         f"device {device}"
