@@ -114,7 +114,7 @@ def save_tiny_model(folder: Path, tokenizer, architecture: str = "bert", dropout
     different random numbers (one process against several).
     """
     import torch
-    from transformers import AutoModel, BertConfig, DistilBertConfig
+    from transformers import AutoModel, BertConfig, DistilBertConfig, MPNetConfig
 
     torch.manual_seed(0)
     if architecture == "bert":
@@ -125,6 +125,18 @@ def save_tiny_model(folder: Path, tokenizer, architecture: str = "bert", dropout
             num_attention_heads=2,
             intermediate_size=64,
             max_position_embeddings=64,
+            hidden_dropout_prob=dropout,
+            attention_probs_dropout_prob=dropout,
+        )
+    elif architecture == "mpnet":  # all-mpnet-base-v2's architecture: relative position buckets, no token types
+        config = MPNetConfig(
+            vocab_size=tokenizer.vocab_size,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=66,
+            pad_token_id=tokenizer.pad_token_id,
             hidden_dropout_prob=dropout,
             attention_probs_dropout_prob=dropout,
         )
@@ -152,6 +164,11 @@ def tiny_bert(tmp_path_factory, tokenizer) -> Path:
 @pytest.fixture(scope="session")
 def tiny_distilbert(tmp_path_factory, tokenizer) -> Path:
     return save_tiny_model(tmp_path_factory.mktemp("tiny-distilbert"), tokenizer, "distilbert")
+
+
+@pytest.fixture(scope="session")
+def tiny_mpnet(tmp_path_factory, tokenizer) -> Path:
+    return save_tiny_model(tmp_path_factory.mktemp("tiny-mpnet"), tokenizer, "mpnet")
 
 
 @pytest.fixture(scope="session")

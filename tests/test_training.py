@@ -247,3 +247,23 @@ def test_logged_loss_is_the_mean_of_the_steps_since_the_last_row(tiny_bert, toke
     losses = [loss.item() for loss in losses]
     for (_, loss), start, end in zip(rows, bounds, bounds[1:]):
         assert loss == pytest.approx(sum(losses[start:end]) / (end - start), abs=1e-5)
+
+
+def test_mpnet_architecture_trains_with_layer_decay_and_exports(tiny_mpnet, glue_dir, tmp_path):
+    """model.name: sentence-transformers/all-mpnet-base-v2, in small: tokenize, train, export."""
+    from pipeline import onnx_export
+    from pipeline.config import ExportConfig
+
+    model = load_pretrained_classifier(str(tiny_mpnet), ["negative", "positive"])
+    depths = layer_depths(model)
+    assert depths["mpnet.embeddings.word_embeddings.weight"] == 0
+    assert depths["mpnet.encoder.layer.1.output.dense.weight"] == 2 < depths["classifier.out_proj.weight"] == 3
+    download(DataConfig(path=str(glue_dir), config=None), tmp_path / "raw")
+    tokenize(ModelConfig(name=str(tiny_mpnet)), TokenizeConfig(max_length=32), tmp_path / "raw", tmp_path / "tok")
+    params = tiny_params(tiny_mpnet, epochs=1, layer_lr_decay=0.9)
+    metrics = train(params, tmp_path / "tok", tmp_path / "m", tmp_path / "live")
+    assert metrics["steps"] == 8 and metrics["val"]["loss"] > 0
+    report = onnx_export.export_onnx(
+        ExportConfig(quantize=False), tmp_path / "m", tmp_path / "raw", tmp_path / "onnx", tmp_path / "x.json"
+    )
+    assert report["fp32_max_abs_logit_diff"] <= 1e-4
