@@ -15,8 +15,9 @@ parser.add_argument(
 parser.add_argument(
     "--checkpoints", default="checkpoints/train", help="folder the run checkpoints into and resumes from"
 )
+parser.add_argument("--teacher", default="data/teacher", help="output of the teacher stage")
 args = parser.parse_args()
 run_stage(
     args.params,
-    lambda params: run_train_stage(params, args.tokenized, args.model_out, args.live, args.checkpoints),
+    lambda params: run_train_stage(params, args.tokenized, args.model_out, args.live, args.checkpoints, args.teacher),
 )

@@ -84,6 +84,10 @@ def params_auto_key_without_auto(project: Project) -> None:
     project.params({"train": {"epochs": 3, "auto_min_steps": 500}})
 
 
+def params_distill_without_teacher(project: Project) -> None:
+    project.params({"train": {"distill_alpha": 0.5}})
+
+
 def params_bool_for_int(project: Project) -> None:
     project.params({"train": {"batch_size": True}})
 
@@ -655,6 +659,14 @@ CASES: list[Case] = [
         "set train.epochs: auto, or leave train.auto_min_steps at its default (2000)",
         exit=2,
         build=params_auto_key_without_auto,
+    ),
+    Case(
+        id="params-distill-without-teacher",
+        bad_input="`train.distill_alpha: 0.5` with `teacher.model_name: null`",
+        stage="train",
+        message="train.distill_alpha=0.5 distils a teacher, and teacher.model_name is null: name the teacher",
+        exit=2,
+        build=params_distill_without_teacher,
     ),
     Case(
         id="params-bool-for-int",

@@ -27,7 +27,7 @@ PROJECT_FILES = [
     "src",
 ]
 RUN_DETAILS = ("train_runtime_s", "train_samples_per_s", "resumed_from_step", "steps_run")
-ALL_STAGES = ["download", "tokenize", "train", "evaluate", "predict", "export"]
+ALL_STAGES = ["download", "tokenize", "teacher", "train", "evaluate", "predict", "export"]
 
 
 def run(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -126,7 +126,9 @@ def test_nothing_changed_is_a_no_op(project):
         # The same weights come out (no tiny sentence reaches 24 tokens), but the model card records
         # the params, so the model folder changes and predict and export rerun.
         pytest.param(
-            {"tokenize__max_length": 24}, ["tokenize", "train", "evaluate", "predict", "export"], marks=pytest.mark.slow
+            {"tokenize__max_length": 24},
+            ["tokenize", "teacher", "train", "evaluate", "predict", "export"],
+            marks=pytest.mark.slow,
         ),
         ({"evaluate__batch_size": 4}, ["evaluate"]),  # not predict: it reads the model, not evaluate.*
         ({"export__int8_min_agreement": 0.9}, ["export"]),
@@ -139,7 +141,7 @@ def test_nothing_changed_is_a_no_op(project):
 def test_a_param_change_reruns_only_the_stages_that_read_it(project, change, expected):
     try:
         set_params(project, **change)
-        assert stages_that_would_run(project) == expected[:1]  # the first stage whose params changed
+        assert stages_that_would_run(project)[:1] == expected[:1]  # the first stage whose params changed
         assert stages_that_ran(project) == expected  # and everything downstream of it
     finally:
         # Back to the committed state: params and dvc.lock from git, outputs from the DVC cache.
@@ -282,6 +284,33 @@ def gate(project, *args):
     return run(project, sys.executable, "-m", "pipeline", "check", *args, check=False)
 
 
+@pytest.mark.slow
+def test_a_distilled_student_reruns_per_key_and_its_teacher_stands(project, tiny_mpnet):
+    try:
+        set_params(
+            project,
+            teacher__model_name=str(tiny_mpnet),
+            teacher__batch_size=8,
+            teacher__augment_copies=1,
+            train__distill_alpha=0.5,
+        )
+        assert stages_that_ran(project) == ["teacher", "train", "evaluate", "predict", "export"]
+        teacher = json.loads((project / "metrics" / "teacher.json").read_text())
+        assert teacher["teacher"] == str(tiny_mpnet) and 0 <= teacher["accuracy"] <= 1
+        meta = json.loads((project / "data" / "teacher" / "meta.json").read_text())
+        assert meta["n_train"] == 48 and meta["n_augmented"] > 0
+        assert (project / "models" / "teacher" / "model.safetensors").is_file()
+        assert "Distilled from" in (project / "models" / "classifier" / "README.md").read_text()
+        set_params(project, train__distill_temperature=4.0)  # the student's: the teacher stands
+        assert stages_that_ran(project) == ["train", "evaluate", "predict", "export"]
+        set_params(project, teacher__lr=1e-4)
+        assert stages_that_ran(project) == ["teacher", "train", "evaluate", "predict", "export"]
+    finally:
+        run(project, "git", "checkout", "--", ".")
+        run(project, "dvc", "checkout", "--quiet")
+    assert stages_that_would_run(project) == []
+
+
 def test_gate_on_real_dvc_metrics_diff(project):
     eval_json, predictions_csv = project / "metrics" / "eval.json", project / "metrics" / "predictions.csv"
     committed, committed_predictions = eval_json.read_text(), predictions_csv.read_text()
@@ -405,7 +434,8 @@ def test_a_library_change_reruns_the_stages_that_run_that_code(project):
     original = module.read_text()
     try:
         module.write_text(original + "\n# changed\n")
-        assert stages_that_would_run(project) == ["train", "evaluate"]
+        # the teacher stage runs the training loop too (on a teacher, when one is named)
+        assert stages_that_would_run(project) == ["teacher", "train", "evaluate"]
     finally:
         module.write_text(original)
     assert stages_that_would_run(project) == []

@@ -116,6 +116,8 @@ def collate(
         token_type_ids = torch.zeros((len(index), width), dtype=torch.long)
         token_type_ids[attention_mask] = split.token_type_ids[tokens].long()
         batch["token_type_ids"] = token_type_ids
+    if split.teacher_logits is not None:
+        batch["teacher_logits"] = split.teacher_logits[index]
     return batch
 
 

@@ -286,6 +286,19 @@ class TrainConfig:
         "in the order of `label_names` (docs/data.md). The loss is then each micro-batch's weighted mean. "
         "Validation loss stays unweighted. `null`: every class weighs 1.",
     )
+    distill_alpha: float = param(
+        1.0,
+        "In [0, 1]: the weight of the task's own loss against the teacher's (stage teacher, docs/distillation.md). "
+        "The loss is α × task loss + (1 − α) × distillation loss: for single-label, T² × KL(teacher ‖ student) of "
+        "the softmaxes at temperature T (`train.distill_temperature`); for multi-label, T² × binary cross-entropy "
+        "against the teacher's sigmoids at T; for regression, the squared error against the teacher's score. "
+        "Needs `teacher.model_name`. `1.0`: no teacher, the task loss alone.",
+    )
+    distill_temperature: float = param(
+        2.0,
+        "With `train.distill_alpha` < 1: the temperature T > 0 that softens both models' outputs in the "
+        "distillation loss (not used for regression).",
+    )
     select_best: bool = param(
         False,
         "Keep the epoch whose `train.select_metric` on the `select` slice (carved from training by "
@@ -393,6 +406,10 @@ class TrainConfig:
             raise _invalid("train.layer_lr_decay", self.layer_lr_decay, "a number in (0, 1] (1: no decay)")
         if not 0 <= self.label_smoothing < 1:
             raise _invalid("train.label_smoothing", self.label_smoothing, "a number in [0, 1) (0: none)")
+        if not 0 <= self.distill_alpha <= 1:
+            raise _invalid("train.distill_alpha", self.distill_alpha, "a number in [0, 1] (1: no distillation)")
+        if not (self.distill_temperature > 0 and math.isfinite(self.distill_temperature)):
+            raise _invalid("train.distill_temperature", self.distill_temperature, "a number > 0")
         if isinstance(self.class_weights, str) and self.class_weights != "balanced":
             raise _invalid("train.class_weights", self.class_weights, "null, balanced, or a list of numbers >= 0")
         if isinstance(self.class_weights, tuple) and (not all(math.isfinite(w) and w > 0 for w in self.class_weights)):
@@ -429,6 +446,60 @@ class TrainConfig:
             raise _invalid(
                 "train.checkpoint_every_steps", self.checkpoint_every_steps, "an integer >= 0 (0: at epoch ends only)"
             )
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    """The larger model the student learns from with `train.distill_alpha` < 1 (stage teacher).
+
+    The teacher fine-tunes with the same loop as the student, on the same data, tokenized with its own
+    tokenizer at `tokenize.max_length`. Its recipe is these keys; every other training setting is its
+    default in `train.*` (this page), so a change to the student's recipe never retrains the teacher.
+    """
+
+    model_name: str | None = param(
+        None,
+        "A Hub model id or a local `save_pretrained` folder, e.g. `sentence-transformers/all-mpnet-base-v2`. `null`: "
+        "no teacher; the stage writes an empty `data/teacher/` at once and `train.distill_alpha` must be 1.",
+    )
+    seed: int = param(42, "The teacher's `train.seed`, and the augmenter's.")
+    epochs: int = param(1, "The teacher's passes over the training split.")
+    batch_size: int = param(64, "The teacher's `train.batch_size`.")
+    lr: float = param(5e-5, "The teacher's `train.lr`.")
+    layer_lr_decay: float = param(0.9, "The teacher's `train.layer_lr_decay`.")
+    augment_copies: int = param(
+        0,
+        "New inputs per training example for the teacher to label, made from the training texts alone "
+        "(`src/pipeline/augment.py`): for single texts, contiguous word spans other than the text itself; for "
+        "pairs, both texts with words dropped. The student trains on them with the teacher's outputs as its "
+        "targets (and its prediction as the label). `0`: the training split only.",
+    )
+
+    def check(self) -> None:
+        if self.model_name is not None and not self.model_name.strip():
+            raise _invalid("teacher.model_name", self.model_name, "null, a Hub model id or a local model folder")
+        if not 0 <= self.seed < 2**32:
+            raise _invalid("teacher.seed", self.seed, "an integer in [0, 2**32)")
+        if self.epochs < 1:
+            raise _invalid("teacher.epochs", self.epochs, "an integer >= 1")
+        if self.batch_size < 1:
+            raise _invalid("teacher.batch_size", self.batch_size, "an integer >= 1")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise _invalid("teacher.lr", self.lr, "a number > 0")
+        if not 0 < self.layer_lr_decay <= 1:
+            raise _invalid("teacher.layer_lr_decay", self.layer_lr_decay, "a number in (0, 1] (1: no decay)")
+        if self.augment_copies < 0:
+            raise _invalid("teacher.augment_copies", self.augment_copies, "an integer >= 0 (0: no augmentation)")
+
+    def training(self) -> TrainConfig:
+        """The teacher's recipe as the train loop takes it."""
+        return TrainConfig(
+            seed=self.seed,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            layer_lr_decay=self.layer_lr_decay,
+        )
 
 
 @dataclass(frozen=True)
@@ -494,6 +565,7 @@ class Params:
     model: ModelConfig = field(default_factory=ModelConfig)
     tokenize: TokenizeConfig = field(default_factory=TokenizeConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
 
@@ -546,6 +618,12 @@ def params_from_dict(raw: Any, source: str = "params") -> Params:
             "or data.select_fraction: null"
         )
     _check_task(params)
+    if params.train.distill_alpha < 1 and params.teacher.model_name is None:
+        raise PipelineError(
+            f"train.distill_alpha={params.train.distill_alpha} distils a teacher, and teacher.model_name is null: "
+            "name the teacher (e.g. teacher.model_name: sentence-transformers/all-mpnet-base-v2), or set "
+            "train.distill_alpha: 1.0"
+        )
     return params
 
 

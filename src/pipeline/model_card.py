@@ -72,9 +72,11 @@ def model_card(
     val_score: float,
     val_loss: float,
     command: str | None = None,
+    teacher: dict | None = None,
 ) -> ModelCard:
     """The card of a model fine-tuned with ``params``, with its validation results: ``headline`` (the
-    task's first metric, ``accuracy`` or ``pearson``) and the loss."""
+    task's first metric, ``accuracy`` or ``pearson``) and the loss; ``teacher``: the teacher stage's
+    ``meta.json`` of a distilled model."""
     data, base = params.data, params.model.name
     hub_dataset = not looks_local(data.path) and not data.files
     dataset_name = f"{data.path} ({data.config})" if data.config else data.path
@@ -109,6 +111,15 @@ def model_card(
     recipe = yaml.safe_dump(
         {key: params.to_dict()[key] for key in ("data", "model", "tokenize", "train")}, sort_keys=False
     )
+    distilled = ""
+    if teacher is not None:
+        teacher_recipe = yaml.safe_dump(teacher["recipe"], sort_keys=False)
+        distilled = (
+            f"\nDistilled from `{teacher['teacher']}`, fine-tuned on the same data by the same loop "
+            f"(`train.distill_alpha` {params.train.distill_alpha:g}, `train.distill_temperature` "
+            f"{params.train.distill_temperature:g}), with {teacher['n_augmented']:,} augmented inputs the "
+            f"teacher labelled. The teacher's recipe:\n\n```yaml\n{teacher_recipe}```\n"
+        )
     if params.data.task == "regression":
         what = f"to predict `{label_names[0]}`, a score (regression: one output, MSE loss)"
         adds, apply = "Spearman correlation, MSE and intervals", ', function_to_apply="none"'
@@ -125,7 +136,7 @@ def model_card(
 
 `{base}` fine-tuned on {dataset_name} by a DVC pipeline with a hand-written PyTorch training loop,
 {what}.
-
+{distilled}
 ## Results
 
 On the `{data.eval_split}` split, after training: {headline} **{val_score:.4f}**, loss {val_loss:.4f}.

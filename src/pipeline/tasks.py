@@ -62,6 +62,26 @@ def loss(
     return torch.nn.functional.cross_entropy(logits, labels, weight=class_weights, label_smoothing=label_smoothing)
 
 
+def distillation_loss(
+    task: str, logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """The mean distance of a batch's outputs from the teacher's (``train.distill_alpha``): T² × KL of the
+    softmaxes at temperature T, T² × binary cross-entropy against the teacher's sigmoids at T, or the
+    squared error against the teacher's score. T² keeps the gradients' scale as T changes (Hinton et al.)."""
+    import torch
+
+    logits, teacher_logits = logits.float(), teacher_logits.float()
+    if task == REGRESSION:
+        return torch.nn.functional.mse_loss(logits.squeeze(-1), teacher_logits.squeeze(-1))
+    scale = temperature**2
+    if task == MULTI_LABEL:
+        targets = (teacher_logits / temperature).sigmoid()
+        return scale * torch.nn.functional.binary_cross_entropy_with_logits(logits / temperature, targets)
+    student = (logits / temperature).log_softmax(dim=-1)
+    teacher = (teacher_logits / temperature).log_softmax(dim=-1)
+    return scale * torch.nn.functional.kl_div(student, teacher, reduction="batchmean", log_target=True)
+
+
 def predicted(task: str, logits: torch.Tensor, threshold: float = THRESHOLD) -> torch.Tensor:
     """The prediction for each example: its class index, its labels as a row of 0/1, or its score."""
     if task == MULTI_LABEL:

@@ -174,6 +174,7 @@ class TokenizedSplit:
     offsets: torch.Tensor
     labels: torch.Tensor
     token_type_ids: torch.Tensor | None = None  # sentence pairs, for models that take token types
+    teacher_logits: torch.Tensor | None = None  # the teacher's outputs per example, when distilling
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -184,6 +185,17 @@ class TokenizedSplit:
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int | float | list[float]]:
         return self.input_ids[self.offsets[index] : self.offsets[index + 1]], self.labels[index].tolist()
+
+
+def concatenate(first: TokenizedSplit, second: TokenizedSplit) -> TokenizedSplit:
+    """The examples of ``first``, then those of ``second``; both have the same optional tensors."""
+
+    def both(name):
+        a, b = getattr(first, name), getattr(second, name)
+        return None if a is None else torch.cat([a, b.to(a.dtype)])
+
+    offsets = torch.cat([first.offsets, second.offsets[1:] + first.offsets[-1]])
+    return TokenizedSplit(both("input_ids"), offsets, both("labels"), both("token_type_ids"), both("teacher_logits"))
 
 
 def read_meta(tokenized_dir: str | Path) -> dict:

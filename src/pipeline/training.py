@@ -35,6 +35,7 @@ from pipeline.batching import BatchLoader, LengthGroupedBatches
 from pipeline.checkpoint import CheckpointFolder, capture_rng
 from pipeline.config import AUTO, Params, TrainConfig
 from pipeline.data import EVAL_SPLIT, SELECT_SPLIT, TRAIN_SPLIT
+from pipeline.distillation import logits_sha256, student_split
 from pipeline.dropout import FastCpuDropout, rounded_rate
 from pipeline.errors import PipelineError
 from pipeline.evaluation import eval_loader, predict, score
@@ -143,8 +144,11 @@ def loss_weights(setting: str | tuple[float, ...] | None, labels: torch.Tensor, 
     return torch.tensor(setting, dtype=torch.float32)
 
 
+TARGETS = ("labels", "teacher_logits")  # what a batch holds for the loss, not for the model
+
+
 def model_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {name: tensor for name, tensor in batch.items() if name != "labels"}
+    return {name: tensor for name, tensor in batch.items() if name not in TARGETS}
 
 
 def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
@@ -316,14 +320,16 @@ class LiveLog:
         return self.live.summary
 
 
-def run_train_stage(params: Params, tokenized_dir, model_dir, log_dir, checkpoint_dir=None) -> dict | None:
+def run_train_stage(
+    params: Params, tokenized_dir, model_dir, log_dir, checkpoint_dir=None, teacher_dir=None
+) -> dict | None:
     """The train stage's entry point: under torchrun when ``train.processes > 1``, else right here."""
     if not parallel.launched_by_torchrun():
         parallel.check_processes(params.train.processes, params.train.device)
     if params.train.processes > 1 and not parallel.launched_by_torchrun():
         parallel.relaunch_with_torchrun(params.train.processes)  # the workers write every output
         return None
-    return train(params, tokenized_dir, model_dir, log_dir, checkpoint_dir)
+    return train(params, tokenized_dir, model_dir, log_dir, checkpoint_dir, teacher_dir)
 
 
 def train(
@@ -332,16 +338,24 @@ def train(
     model_dir: str | Path,
     log_dir: str | Path,
     checkpoint_dir: str | Path | None = None,
+    teacher_dir: str | Path | None = None,
 ) -> dict | None:
     """Train in this process, as one of the data-parallel workers if torchrun started it as one.
 
-    ``log_dir`` gets the DVCLive folder (:class:`LiveLog`). Returns the contents of its
+    ``log_dir`` gets the DVCLive folder (:class:`LiveLog`); ``teacher_dir`` holds the teacher stage's
+    outputs, which ``train.distill_alpha`` < 1 trains on. Returns the contents of its
     ``metrics.json`` on rank 0 (the one process that writes outputs) and None on the others.
     """
     cfg = params.train
     group = parallel.join(cfg.device)
     try:
-        run = set_up(params, group, Path(tokenized_dir), Path(checkpoint_dir) if checkpoint_dir else None)
+        run = set_up(
+            params,
+            group,
+            Path(tokenized_dir),
+            Path(checkpoint_dir) if checkpoint_dir else None,
+            Path(teacher_dir) if teacher_dir else None,
+        )
         model, optimizer, scheduler, scaler, progress = (
             run.model,
             run.optimizer,
@@ -392,7 +406,7 @@ def train(
                     with group.accumulating(ddp_model, last=i == len(micro_batches) - 1):
                         with run.autocast, run.dropout:
                             logits = ddp_model(**model_inputs(batch)).logits
-                            loss = run.loss(logits, batch["labels"]) / len(micro_batches)
+                            loss = run.loss(logits, batch) / len(micro_batches)
                         scaler.scale(loss).backward()  # the scaler is a no-op unless fp16
                     step_loss += loss.detach().float()
                 scaler.unscale_(optimizer)  # fp16: clip the true gradients, not the scaled ones
@@ -467,14 +481,21 @@ class Run:
     epochs: int  # train.epochs, with auto resolved for this data
     class_weights: torch.Tensor | None  # train.class_weights per class, on the device; None: all 1
     task: str  # data.task, as the tokenized cache records it
+    teacher: dict | None  # with train.distill_alpha < 1, the teacher stage's meta.json; else None
     checkpoints: CheckpointFolder | None
     params: Params
     tokenizer: Any
     label_names: list[str]
 
-    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """The training loss of a micro-batch (:func:`pipeline.tasks.loss`)."""
-        return tasks.loss(self.task, logits, labels, self.class_weights, self.params.train.label_smoothing)
+    def loss(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The training loss of a micro-batch (:mod:`pipeline.tasks`): the task's, mixed with the distance
+        from the teacher's outputs when ``train.distill_alpha`` < 1."""
+        cfg = self.params.train
+        task_loss = tasks.loss(self.task, logits, batch["labels"], self.class_weights, cfg.label_smoothing)
+        if cfg.distill_alpha == 1:
+            return task_loss
+        distance = tasks.distillation_loss(self.task, logits, batch["teacher_logits"], cfg.distill_temperature)
+        return cfg.distill_alpha * task_loss + (1 - cfg.distill_alpha) * distance
 
     def score(self, loader: BatchLoader, group: ProcessGroup) -> dict:
         """The model's scores on a split: each process predicts its share, and every one scores them all."""
@@ -482,7 +503,9 @@ class Run:
         return score(predictions, n_classes=len(self.label_names))
 
 
-def set_up(params: Params, group: ProcessGroup, tokenized_dir: Path, checkpoint_dir: Path | None) -> Run:
+def set_up(
+    params: Params, group: ProcessGroup, tokenized_dir: Path, checkpoint_dir: Path | None, teacher_dir: Path | None
+) -> Run:
     """Seeds, data, model, optimizer, schedule, and the checkpoint to resume from; prints what will run."""
     cfg, device = params.train, group.device
     configure_cuda(device, cfg.deterministic, cfg.tf32)
@@ -495,6 +518,13 @@ def set_up(params: Params, group: ProcessGroup, tokenized_dir: Path, checkpoint_
     pad = meta["pad_token_id"]
     task = tasks.task_of(meta)
     class_weights = loss_weights(cfg.class_weights, train_split.labels, meta["label_names"])
+    if cfg.distill_alpha < 1:
+        if teacher_dir is None:
+            raise PipelineError("train.distill_alpha < 1 needs the teacher stage's outputs (--teacher data/teacher)")
+        token_types = train_split.token_type_ids is not None
+        train_split, teacher = student_split(train_split, teacher_dir, meta, tokenizer, token_types)
+    else:
+        teacher = None
     select_loader = None
     if cfg.select_best:
         if SELECT_SPLIT not in meta["splits"]:
@@ -514,6 +544,8 @@ def set_up(params: Params, group: ProcessGroup, tokenized_dir: Path, checkpoint_
     checkpoints, found = None, None
     if checkpoint_dir is not None:
         train_sha256 = hashlib.sha256((tokenized_dir / f"{TRAIN_SPLIT}.safetensors").read_bytes()).hexdigest()
+        if cfg.distill_alpha < 1:  # the teacher's outputs are training data too
+            train_sha256 += f" teacher {logits_sha256(teacher_dir)}"
         checkpoints = CheckpointFolder(checkpoint_dir, run_params(params, group, train_sha256, precision))
         if group.is_main:
             checkpoints.remove_partial()
@@ -569,6 +601,7 @@ def set_up(params: Params, group: ProcessGroup, tokenized_dir: Path, checkpoint_
         epochs=epochs,
         class_weights=class_weights.to(device) if class_weights is not None else None,
         task=task,
+        teacher=teacher,
         checkpoints=checkpoints,
         params=params,
         tokenizer=tokenizer,
@@ -603,7 +636,9 @@ def wrap_up(run: Run, group: ProcessGroup, live: LiveLog | None, model_dir: Path
                 "scores": [round(row.select_score, 6) for row in progress.epoch_rows],  # epoch by epoch
             }
         }
-    card = model_card(run.params, run.label_names, tasks.HEADLINE[run.task], kept.val_score, kept.val_loss)
+    card = model_card(
+        run.params, run.label_names, tasks.HEADLINE[run.task], kept.val_score, kept.val_loss, teacher=run.teacher
+    )
     save_finetuned(run.model.cpu(), run.tokenizer, model_dir, card)
     metrics = live.finish(
         {
@@ -642,6 +677,11 @@ def describe(run: Run, group: ProcessGroup, precision: str) -> str:
     rates = sorted(
         {module.p for module in run.model.modules() if isinstance(module, torch.nn.Dropout) and module.p > 0}
     )
+    if run.teacher is not None:
+        lines.append(
+            f"distilling {run.teacher['teacher']} (train.distill_alpha {cfg.distill_alpha:g}, temperature "
+            f"{cfg.distill_temperature:g}), with {run.teacher['n_augmented']:,} augmented inputs it labelled"
+        )
     if run.class_weights is not None:
         weights = ", ".join(f"{name} {w:.4g}" for name, w in zip(run.label_names, run.class_weights.tolist()))
         lines.append(f"class weights of the loss (train.class_weights={cfg.class_weights}): {weights}")
