@@ -123,10 +123,10 @@ def test_the_teacher_stage_trains_labels_every_example_and_saves_a_usable_model(
     assert meta["n_train"] == 64 and logits["train"].shape == (64, 2)
     assert meta["n_augmented"] == len(logits["augmented"]) > 64  # two spans of most texts
     assert meta["recipe"]["teacher.augment_copies"] == 2
-    from transformers import pipeline
+    from transformers import AutoModelForSequenceClassification
 
-    classify = pipeline("text-classification", model=str(root / "teacher-model"))
-    assert classify("a gorgeous , witty film")[0]["label"] in {"negative", "positive"}
+    teacher = AutoModelForSequenceClassification.from_pretrained(root / "teacher-model")
+    assert teacher.config.id2label == {0: "negative", 1: "positive"}
 
 
 def test_the_student_trains_on_the_teachers_outputs_and_its_card_says_so(taught, tiny_bert, tmp_path):
