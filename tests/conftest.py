@@ -25,6 +25,14 @@ if "HF_HOME" not in os.environ and SHARED is not None and (SHARED / "hf-home").i
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# pytest-xdist runs the tests in several worker processes at once. Each (and every process it starts,
+# stages included) computes on its share of the cores, as `dvc queue start -j N` workers do with
+# PIPELINE_CPU_THREADS: threads beyond the cores would fight over them (docs/scaling.md). Set before
+# torch is imported, which reads it once.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    _cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, _cores // _WORKERS)))
 
 import pytest  # noqa: E402
 

@@ -230,7 +230,12 @@ def test_the_predict_stage_scores_the_test_pairs(trained):
 def test_the_export_stage_checks_onnx_against_the_scores(trained):
     report = trained["export"]
     assert report["fp32_max_abs_logit_diff"] <= report["fp32_tolerance"]
-    assert report["fp32_pearson"] == pytest.approx(report["eager_pearson"], abs=1e-3)
+    # Scores that each move by at most d move a correlation by at most about 2d/std(scores); a tiny
+    # random model's scores barely spread, so its correlation is that sensitive to rounding.
+    with open(trained["root"] / "scatter.csv") as handle:
+        spread = np.std([float(row["predicted"]) for row in csv.DictReader(handle)])
+    allowed = 2 * report["fp32_max_abs_logit_diff"] / spread + 1e-6  # + the report's rounding
+    assert report["fp32_pearson"] == pytest.approx(report["eager_pearson"], abs=allowed)
     assert "int8_pearson" in report and "int8_label_agreement" not in report
     assert report["int8_shipped"] == (report["eager_pearson"] - report["int8_pearson"] <= 0.003 + 1e-9)
 
