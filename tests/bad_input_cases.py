@@ -132,6 +132,24 @@ def params_select_metric_of_other_task(project: Project) -> None:
     project.params({"data": {"task": "regression", "select_fraction": 0.2}, "train": {"select_best": True}})
 
 
+def params_select_threshold_single_label(project: Project) -> None:
+    project.params({"data": {"select_fraction": 0.1}, "train": {"select_threshold": True}})
+
+
+def params_select_threshold_without_slice(project: Project) -> None:
+    project.params({"data": {"task": "multi_label"}, "train": {"select_threshold": True}})
+
+
+def params_select_threshold_and_evaluate_threshold(project: Project) -> None:
+    project.params(
+        {
+            "data": {"task": "multi_label", "select_fraction": 0.1},
+            "train": {"select_threshold": True},
+            "evaluate": {"threshold": 0.3},
+        }
+    )
+
+
 def params_label_separator_for_single_label(project: Project) -> None:
     project.params({"data": {"label_separator": ","}})
 
@@ -712,7 +730,8 @@ CASES: list[Case] = [
         id="params-select-fraction-without-select-best",
         bad_input="`data.select_fraction: 0.1` with `train.select_best: false`",
         stage="download",
-        message="data.select_fraction=0.1 carves a slice out of training that only train.select_best uses",
+        message="data.select_fraction=0.1 carves a slice out of training that only train.select_best and "
+        "train.select_threshold use",
         exit=2,
         build=params_select_fraction_without_select_best,
     ),
@@ -756,6 +775,33 @@ CASES: list[Case] = [
         "with data.task=regression",
         exit=2,
         build=params_select_metric_of_other_task,
+    ),
+    Case(
+        id="params-select-threshold-single-label",
+        bad_input="`train.select_threshold: true` with `data.task: single_label`",
+        stage="train",
+        message="invalid parameter train.select_threshold=True: expected false with data.task=single_label "
+        "(a threshold is multi-label's)",
+        exit=2,
+        build=params_select_threshold_single_label,
+    ),
+    Case(
+        id="params-select-threshold-without-slice",
+        bad_input="`train.select_threshold: true` with `data.select_fraction: null`",
+        stage="train",
+        message="train.select_threshold chooses the threshold on the select slice carved from training, and "
+        "data.select_fraction is null: set data.select_fraction (e.g. 0.1)",
+        exit=2,
+        build=params_select_threshold_without_slice,
+    ),
+    Case(
+        id="params-select-threshold-and-evaluate-threshold",
+        bad_input="`train.select_threshold: true` with `evaluate.threshold: 0.3`",
+        stage="evaluate",
+        message="evaluate.threshold=0.3 and train.select_threshold: true both set the multi-label threshold: "
+        "leave evaluate.threshold at 0.5, or set train.select_threshold: false",
+        exit=2,
+        build=params_select_threshold_and_evaluate_threshold,
     ),
     Case(
         id="params-label-separator-for-single-label",

@@ -405,3 +405,95 @@ def test_select_best_chooses_the_epoch_by_a_multi_label_metric(tiny_bert, tmp_pa
     selected = train(params, tmp_path / "tok", tmp_path / "model", tmp_path / "live")["selected"]
     assert selected["metric"] == "mean_average_precision" and selected["score"] == max(selected["scores"])
     assert "val_macro_f1" in selected
+
+
+def test_best_threshold_is_the_grid_point_of_best_macro_f1_nearest_one_half():
+    from pipeline.metrics import THRESHOLD_GRID, best_threshold
+
+    # Both labels are right from any threshold in (0.2, 0.35]: of those, 0.35 lies nearest 0.5.
+    probabilities = np.array([[0.35, 0.2], [0.1, 0.4], [0.35, 0.4], [0.1, 0.2]])
+    truth = np.array([[1, 0], [0, 1], [1, 1], [0, 0]])
+    assert best_threshold(probabilities, truth) == (0.35, 1.0)
+    rng = np.random.default_rng(0)
+    probabilities, truth = rng.random((50, 4)), rng.random((50, 4)) < 0.3
+    threshold, macro_f1 = best_threshold(probabilities, truth)
+    every = [multi_label_scores(probabilities, truth, t)["macro_f1"] for t in THRESHOLD_GRID]
+    assert (
+        macro_f1
+        == pytest.approx(max(every))
+        == pytest.approx(multi_label_scores(probabilities, truth, threshold)["macro_f1"])
+    )
+    assert best_threshold(probabilities, np.zeros((50, 4), bool)) == (0.5, 0.0)  # all equally bad: 0.5
+
+
+def test_select_threshold_picks_it_on_the_slice_and_evaluate_and_predict_apply_it(tiny_bert, tmp_path, capsys):
+    from test_evaluation import outputs
+    from transformers import AutoConfig
+
+    from pipeline.cli import main
+    from pipeline.evaluation import eval_loader, evaluate_model, predict
+    from pipeline.metrics import THRESHOLD_GRID, best_threshold
+    from pipeline.modeling import load_finetuned
+    from pipeline.onnx_export import export_onnx
+    from pipeline.predict import predict_test_split
+    from pipeline.tokenization import load_split
+    from pipeline.training import train
+
+    data = id_list_config(write_id_lists(tmp_path / "ids"), select_fraction=0.25)
+    download(data, tmp_path / "raw")
+    tokenize(ModelConfig(name=str(tiny_bert)), TokenizeConfig(max_length=32), tmp_path / "raw", tmp_path / "tok")
+    train_cfg = TrainConfig(
+        epochs=3, batch_size=8, lr=5e-3, layer_lr_decay=1.0, precision="fp32", select_threshold=True, log_every_steps=4
+    )
+    params = Params(data=data, model=ModelConfig(name=str(tiny_bert)), train=train_cfg)
+    metrics = train(params, tmp_path / "tok", tmp_path / "model", tmp_path / "live")
+    chosen = metrics["threshold"]
+    assert chosen["value"] in THRESHOLD_GRID and chosen["on"].endswith("(15 examples)")
+    assert "selected" not in metrics  # the epoch is the last one: train.select_best is off
+
+    # The threshold is the best on the select slice for the weights saved, and is saved with them.
+    model = load_finetuned(tmp_path / "model")
+    assert model.config.multi_label_threshold == chosen["value"]
+    on_slice = predict(
+        model, eval_loader(load_split(tmp_path / "tok", "select"), 8, 0), torch.device("cpu"), task="multi_label"
+    )
+    expected = best_threshold(on_slice.logits.sigmoid().numpy(), on_slice.labels.numpy())
+    assert (chosen["value"], chosen["select_macro_f1"]) == (expected[0], pytest.approx(expected[1], abs=1e-6))
+    assert f"from probability {chosen['value']:g}" in (tmp_path / "model" / "README.md").read_text()
+
+    # Validation during training and the evaluate stage score the same labels at it.
+    evaluated = evaluate_model(
+        EvaluateConfig(precision="fp32"), tmp_path / "model", tmp_path / "tok", tmp_path / "raw", outputs(tmp_path)
+    )
+    assert (evaluated["threshold"], evaluated["threshold_from"]) == (chosen["value"], "train.select_threshold")
+    assert evaluated["macro_f1"] == pytest.approx(metrics["val"]["macro_f1"], abs=1e-4)
+    exported = export_onnx(ExportConfig(), tmp_path / "model", tmp_path / "raw", tmp_path / "onnx", tmp_path / "e.json")
+    assert exported["eager_macro_f1"] == pytest.approx(evaluated["macro_f1"], abs=1e-6)
+    assert AutoConfig.from_pretrained(tmp_path / "onnx").multi_label_threshold == chosen["value"]
+
+    # The predict stage and command give the labels at it, unless --threshold says otherwise.
+    predict_test_split(tmp_path / "model", tmp_path / "raw", tmp_path / "predictions", threshold=0.5)
+    with open(tmp_path / "predictions" / "test.csv") as handle:
+        for row in csv.DictReader(handle):
+            given = {name for name in NAMES if float(row[f"p_{name}"]) >= chosen["value"]}
+            assert set(filter(None, row["labels"].split("|"))) == given
+    (tmp_path / "params.yaml").write_text("data:\n  task: multi_label\n  text_columns: [text]\n")
+    command = ["predict", "--model", str(tmp_path / "model"), "--params", str(tmp_path / "params.yaml"), POSITIVE[1]]
+    for extra, threshold in (([], chosen["value"]), (["--threshold", "0.01"], 0.01)):
+        assert main([*command, *extra]) == 0
+        (row,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        assert row["labels"] == [name for name in NAMES if row[f"p_{name}"] >= threshold]
+
+
+def test_without_select_threshold_the_model_saves_none_and_evaluate_threshold_applies(trained):
+    from transformers import AutoConfig
+
+    assert trained["eval"]["threshold_from"] == "evaluate.threshold"
+    assert not hasattr(AutoConfig.from_pretrained(trained["root"] / "model"), "multi_label_threshold")
+
+
+def test_a_select_slice_for_the_threshold_alone_is_accepted():
+    params = params_from_dict(
+        {"data": {"task": "multi_label", "select_fraction": 0.1}, "train": {"select_threshold": True}}
+    )
+    assert params.train.select_threshold and not params.train.select_best

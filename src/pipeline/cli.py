@@ -44,14 +44,6 @@ def _fail(message: str, status: int = EXIT_INPUT_ERROR) -> None:
     sys.exit(status)
 
 
-def _threshold(given: float | None, params: Params) -> float:
-    if given is None:
-        return params.evaluate.threshold
-    if not 0 < given < 1:
-        raise PipelineError(f"--threshold {given}: give a probability in (0, 1), e.g. 0.5")
-    return given
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -128,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     predict.add_argument(
         "--threshold",
         type=float,
-        help="a multi-label model: the probability from which a label is given (default: evaluate.threshold)",
+        help="a multi-label model: the probability from which a label is given (default: the one saved with "
+        "the model by train.select_threshold, else evaluate.threshold)",
     )
     predict.add_argument("--params", default="params.yaml", help="for the default text column(s) and threshold")
     args = parser.parse_args(argv)
@@ -140,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         run_stage(
             args.params,
             lambda params: predict_command(
-                args, list(params.data.text_columns), load_classifier, _threshold(args.threshold, params)
+                args, list(params.data.text_columns), load_classifier, params.evaluate.threshold
             ),
         )
     if args.command == "compare":

@@ -119,8 +119,9 @@ class DataConfig:
     select_fraction: float | None = param(
         None,
         "Carve this seeded fraction, in (0, 0.5], of the training split as the `select` slice on which "
-        "`train.select_best` chooses the epoch to keep; it trains on the rest. Every training class must occur in "
-        "it. Requires `train.select_best: true` (nothing else uses the slice). `null`: no slice.",
+        "`train.select_best` chooses the epoch to keep and `train.select_threshold` the multi-label threshold; it "
+        "trains on the rest. Every training class must occur in it. Requires one of the two (nothing else uses the "
+        "slice). `null`: no slice.",
     )
     test_split: str | None = param(
         "test",
@@ -310,6 +311,14 @@ class TrainConfig:
         "accuracy",
         "What `train.select_best` maximises on the slice: `accuracy`, `macro_f1`, `mcc`, `f1` (two classes) or "
         "`loss` (minimised); for `data.task: regression`, `pearson`, `spearman`, `mse` or `loss` (both minimised).",
+    )
+    select_threshold: bool = param(
+        False,
+        "`data.task: multi_label`: after training, choose the probability from which a label is predicted as the "
+        "hundredth in (0, 1) with the best macro-F1 on the `select` slice (`data.select_fraction`; ties go to the "
+        "one nearest 0.5). It is saved with the model (`multi_label_threshold` in `config.json`), the evaluate and "
+        "predict stages and `predict` apply it (`--threshold` overrides it), and `metrics/train/metrics.json` says "
+        "what it scored (`threshold`). `false`: `evaluate.threshold`.",
     )
     patience: int = param(
         0,
@@ -511,7 +520,7 @@ class EvaluateConfig:
         0.5,
         "`data.task: multi_label`: a label is predicted when its probability reaches this, in (0, 1); it sets "
         "`micro_f1`, `macro_f1` and `exact_match` (not `mean_average_precision`, which takes every threshold), and "
-        "the labels `predict` prints.",
+        "the labels `predict` prints, unless the model carries the threshold `train.select_threshold` chose.",
     )
     precision: str = param(
         "bf16",
@@ -611,11 +620,12 @@ def params_from_dict(raw: Any, source: str = "params") -> Params:
             raise _invalid(name, section, f"a mapping of {name}.* keys (or leave the section out for all defaults)")
         values[name] = _build_section(hints[name], section, prefix=name)
     params = Params(**values)
-    if params.data.select_fraction is not None and not params.train.select_best:
+    train = params.train
+    if params.data.select_fraction is not None and not (train.select_best or train.select_threshold):
         raise PipelineError(
             f"data.select_fraction={params.data.select_fraction} carves a slice out of training that only "
-            "train.select_best uses, so the model would train on less data for nothing; set train.select_best: true, "
-            "or data.select_fraction: null"
+            "train.select_best and train.select_threshold use, so the model would train on less data for nothing; "
+            "set train.select_best: true, or data.select_fraction: null"
         )
     _check_task(params)
     if params.train.distill_alpha < 1 and params.teacher.model_name is None:
@@ -635,6 +645,22 @@ def _check_task(params: Params) -> None:
             raise _invalid("train.class_weights", train.class_weights, f"null with data.task={task}")
         if train.label_smoothing:
             raise _invalid("train.label_smoothing", train.label_smoothing, f"0.0 with data.task={task}")
+    if train.select_threshold:
+        if task != MULTI_LABEL:
+            raise _invalid(
+                "train.select_threshold", True, f"false with data.task={task} (a threshold is multi-label's)"
+            )
+        if params.data.select_fraction is None:
+            raise PipelineError(
+                "train.select_threshold chooses the threshold on the select slice carved from training, and "
+                "data.select_fraction is null: set data.select_fraction (e.g. 0.1)"
+            )
+        default = EvaluateConfig.__dataclass_fields__["threshold"].default
+        if params.evaluate.threshold != default:
+            raise PipelineError(
+                f"evaluate.threshold={params.evaluate.threshold} and train.select_threshold: true both set the "
+                f"multi-label threshold: leave evaluate.threshold at {default}, or set train.select_threshold: false"
+            )
     if train.select_best and train.select_metric not in SELECT_METRICS[task]:
         raise _invalid(
             "train.select_metric",

@@ -152,7 +152,8 @@ def evaluate_model(
     autocast = autocast_for(precision, device, key="evaluate.precision")
     loader = eval_loader(split, cfg.batch_size, meta["pad_token_id"])
     predictions = predict(model, loader, device, autocast=autocast, task=task)
-    predictions = dataclasses.replace(predictions, threshold=cfg.threshold)
+    threshold, threshold_from = tasks.threshold_of(model.config, cfg.threshold)
+    predictions = dataclasses.replace(predictions, threshold=threshold)
     names = [model.config.id2label[i] for i in range(model.config.num_labels)]
     metrics = score(predictions, n_classes=len(names), per_class=task != REGRESSION)
     carved = read_info(raw_dir).get("eval_split_carved")
@@ -161,7 +162,7 @@ def evaluate_model(
     if task == REGRESSION:
         written = write_regression(predictions, metrics, out)
     elif task == MULTI_LABEL:
-        metrics["threshold"] = cfg.threshold
+        metrics["threshold"], metrics["threshold_from"] = threshold, threshold_from
         written = write_multi_label(predictions, metrics, names, out)
     else:
         written = write_single_label(predictions, metrics, names, texts, out)

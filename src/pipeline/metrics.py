@@ -108,20 +108,45 @@ def average_precision(scores: np.ndarray, truth: np.ndarray) -> float:
     return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
-def multi_label_scores(probabilities: np.ndarray, targets: np.ndarray, threshold: float) -> dict:
-    """micro_f1, macro_f1 and exact_match of the labels at ``threshold``, the threshold-free
-    mean_average_precision, and ``per_class``: each label's precision, recall, f1 and support."""
-    targets = np.asarray(targets, bool)
-    chosen = np.asarray(probabilities) >= threshold
+def label_scores(chosen: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each label's precision, recall and F1 of the 0/1 decisions ``chosen`` (0 where undefined)."""
+    chosen, targets = np.asarray(chosen, bool), np.asarray(targets, bool)
     tp = (chosen & targets).sum(axis=0).astype(np.float64)
     predicted_count, actual_count = chosen.sum(axis=0), targets.sum(axis=0)
     precision = np.divide(tp, predicted_count, out=np.zeros(len(tp)), where=predicted_count > 0)
     recall = np.divide(tp, actual_count, out=np.zeros(len(tp)), where=actual_count > 0)
     denominator = precision + recall
     f1 = np.divide(2 * precision * recall, denominator, out=np.zeros(len(tp)), where=denominator > 0)
+    return precision, recall, f1
+
+
+# The thresholds train.select_threshold tries: every hundredth in (0, 1).
+THRESHOLD_GRID = tuple(round(k / 100, 2) for k in range(1, 100))
+
+
+def best_threshold(probabilities: np.ndarray, targets: np.ndarray) -> tuple[float, float]:
+    """The threshold of :data:`THRESHOLD_GRID` whose labels have the highest macro-F1, and that macro-F1.
+    Of equally good thresholds, the one nearest 0.5 wins, so a flat stretch does not drift to an end."""
+    probabilities = np.asarray(probabilities)
+    best, best_f1 = 0.5, -1.0
+    for threshold in sorted(THRESHOLD_GRID, key=lambda t: (abs(t - 0.5), t)):
+        macro_f1 = float(label_scores(probabilities >= threshold, targets)[2].mean())
+        if macro_f1 > best_f1:
+            best, best_f1 = threshold, macro_f1
+    return best, best_f1
+
+
+def multi_label_scores(probabilities: np.ndarray, targets: np.ndarray, threshold: float) -> dict:
+    """micro_f1, macro_f1 and exact_match of the labels at ``threshold``, the threshold-free
+    mean_average_precision, and ``per_class``: each label's precision, recall, f1 and support."""
+    targets = np.asarray(targets, bool)
+    chosen = np.asarray(probabilities) >= threshold
+    precision, recall, f1 = label_scores(chosen, targets)
+    tp = (chosen & targets).sum()
+    predicted_count, actual_count = chosen.sum(axis=0), targets.sum(axis=0)
     micro_denominator = predicted_count.sum() + actual_count.sum()
     return {
-        "micro_f1": float(2 * tp.sum() / micro_denominator) if micro_denominator else 0.0,
+        "micro_f1": float(2 * tp / micro_denominator) if micro_denominator else 0.0,
         "macro_f1": float(f1.mean()),
         "exact_match": float((chosen == targets).all(axis=1).mean()),
         "mean_average_precision": float(

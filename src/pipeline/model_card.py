@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from pipeline import tasks
 from pipeline.config import Params
 from pipeline.hub import looks_local
 
@@ -73,10 +74,12 @@ def model_card(
     val_loss: float,
     command: str | None = None,
     teacher: dict | None = None,
+    threshold: float | None = None,
 ) -> ModelCard:
     """The card of a model fine-tuned with ``params``, with its validation results: ``headline`` (the
     task's first metric, ``accuracy`` or ``pearson``) and the loss; ``teacher``: the teacher stage's
-    ``meta.json`` of a distilled model."""
+    ``meta.json`` of a distilled model; ``threshold``: the multi-label threshold ``train.select_threshold``
+    chose."""
     data, base = params.data, params.model.name
     hub_dataset = not looks_local(data.path) and not data.files
     dataset_name = f"{data.path} ({data.config})" if data.config else data.path
@@ -128,6 +131,11 @@ def model_card(
             f"`{c}`" for c in label_names
         )
         adds, apply = "micro-F1, exact match, mean average precision and intervals", ", top_k=None"
+        if threshold is not None:
+            what += (
+                f". A label is given from probability {threshold:g}, the threshold of best macro-F1 on a slice "
+                f"carved from training (`train.select_threshold`; `{tasks.SAVED_THRESHOLD}` in config.json)"
+            )
     else:
         what = f"for text classification. Classes ({len(label_names)}): " + ", ".join(f"`{c}`" for c in label_names)
         adds, apply = "intervals, F1 and calibration", ""

@@ -45,7 +45,7 @@ from pipeline.predict import (
     load_torch_model,
     torch_classifier,
 )
-from pipeline.tasks import HEADLINE, MULTI_LABEL, REGRESSION, SINGLE_LABEL, THRESHOLD, task_of_model
+from pipeline.tasks import HEADLINE, MULTI_LABEL, REGRESSION, SINGLE_LABEL, THRESHOLD, task_of_model, threshold_of
 
 FP32_FILE = "model.onnx"
 INT8_FILE = "model_int8.onnx"
@@ -203,7 +203,8 @@ def export_onnx(cfg: ExportConfig, model_dir: str | Path, raw_dir: str | Path, o
     eager = all_logits(reference, inputs, BATCH_SIZE, progress=False)
     task = task_of_model(model.config)
     headline = HEADLINE[task]
-    report = {"examples": len(inputs.texts), f"eager_{headline}": _figure(eager, validation.labels, task)}
+    threshold = threshold_of(model.config, THRESHOLD)[0]  # a multi-label model's, as predict applies it
+    report = {"examples": len(inputs.texts), f"eager_{headline}": _figure(eager, validation.labels, task, threshold)}
     with atomic_directory(out_dir) as staging:
         export_fp32(model, tokenizer, staging / FP32_FILE)
         model.config.save_pretrained(staging)
@@ -213,7 +214,7 @@ def export_onnx(cfg: ExportConfig, model_dir: str | Path, raw_dir: str | Path, o
         report |= {
             "fp32_max_abs_logit_diff": difference,
             "fp32_tolerance": cfg.fp32_tolerance,
-            f"fp32_{headline}": _figure(fp32, validation.labels, task),
+            f"fp32_{headline}": _figure(fp32, validation.labels, task, threshold),
         }
         if not difference <= cfg.fp32_tolerance:  # NaN fails too
             raise PipelineError(
@@ -222,13 +223,23 @@ def export_onnx(cfg: ExportConfig, model_dir: str | Path, raw_dir: str | Path, o
             )
         report["int8_shipped"] = False
         if cfg.quantize:
-            report |= _quantize_and_check(cfg, staging, model.config, tokenizer, inputs, eager, validation.labels, task)
+            report |= _quantize_and_check(
+                cfg, staging, model.config, tokenizer, inputs, eager, validation.labels, task, threshold
+            )
     write_json_atomic(metrics, report)
     return report
 
 
 def _quantize_and_check(
-    cfg: ExportConfig, staging: Path, config, tokenizer, inputs, eager, labels, task: str = SINGLE_LABEL
+    cfg: ExportConfig,
+    staging: Path,
+    config,
+    tokenizer,
+    inputs,
+    eager,
+    labels,
+    task: str = SINGLE_LABEL,
+    threshold: float = THRESHOLD,
 ) -> dict:
     """int8 next to the fp32 model in ``staging``, kept only if it labels (or scores) the validation split
     like eager."""
@@ -242,7 +253,7 @@ def _quantize_and_check(
     if task == REGRESSION:
         return _check_int8_scores(cfg, staging, int8, eager, labels)
     if task == MULTI_LABEL:
-        return _check_int8_label_sets(cfg, staging, int8, eager, labels)
+        return _check_int8_label_sets(cfg, staging, int8, eager, labels, threshold)
     n = len(labels)
     agreeing = int((int8.argmax(axis=1) == eager.argmax(axis=1)).sum())
     lost = int((eager.argmax(axis=1) == labels).sum()) - int((int8.argmax(axis=1) == labels).sum())
@@ -289,11 +300,13 @@ def _check_int8_scores(cfg: ExportConfig, staging: Path, int8, eager, labels) ->
     return report
 
 
-def _check_int8_label_sets(cfg: ExportConfig, staging: Path, int8, eager, labels) -> dict:
-    """A multi-label model's int8: kept if it agrees with eager on enough of the per-label decisions and
-    loses at most the allowed macro-F1."""
-    agreement = float(((int8 >= 0) == (eager >= 0)).mean())  # a logit of 0 is a probability of 0.5
-    int8_f1, eager_f1 = _figure(int8, labels, MULTI_LABEL), _figure(eager, labels, MULTI_LABEL)
+def _check_int8_label_sets(cfg: ExportConfig, staging: Path, int8, eager, labels, threshold: float) -> dict:
+    """A multi-label model's int8: kept if it agrees with eager on enough of the per-label decisions at
+    ``threshold`` and loses at most the allowed macro-F1."""
+    cut = np.log(threshold / (1 - threshold))  # the logit whose sigmoid is the threshold
+    agreement = float(((int8 >= cut) == (eager >= cut)).mean())
+    int8_f1 = _figure(int8, labels, MULTI_LABEL, threshold)
+    eager_f1 = _figure(eager, labels, MULTI_LABEL, threshold)
     passed = agreement >= cfg.int8_min_agreement - 1e-9 and eager_f1 - int8_f1 <= cfg.int8_max_accuracy_drop + 1e-9
     report = {
         "int8_label_agreement": round(agreement, 6),  # here: of the (example, label) decisions
@@ -312,12 +325,12 @@ def _check_int8_label_sets(cfg: ExportConfig, staging: Path, int8, eager, labels
     return report
 
 
-def _figure(logits: np.ndarray, labels: np.ndarray, task: str) -> float:
-    """The task's headline on the validation split: accuracy, macro-F1 at probability 0.5, or Pearson
-    correlation."""
+def _figure(logits: np.ndarray, labels: np.ndarray, task: str, threshold: float = THRESHOLD) -> float:
+    """The task's headline on the validation split: accuracy, macro-F1 at probability ``threshold``, or
+    Pearson correlation."""
     if task == REGRESSION:
         return round(float(pearson(logits[:, 0], labels)), 6)
     if task == MULTI_LABEL:
         probabilities = 1 / (1 + np.exp(-logits.astype(np.float64)))
-        return round(multi_label_scores(probabilities, labels, THRESHOLD)["macro_f1"], 6)
+        return round(multi_label_scores(probabilities, labels, threshold)["macro_f1"], 6)
     return round(float((logits.argmax(axis=1) == labels).mean()), 6)

@@ -30,7 +30,7 @@ from pipeline.errors import PipelineError
 from pipeline.modeling import load_finetuned
 from pipeline.parallel import limit_cpu_threads, pick_device
 from pipeline.precision import autocast_for, bf16_is_native
-from pipeline.tasks import LABEL_JOINER, MULTI_LABEL, REGRESSION, THRESHOLD, task_of_model
+from pipeline.tasks import LABEL_JOINER, MULTI_LABEL, REGRESSION, THRESHOLD, task_of_model, threshold_of
 
 BATCH_SIZE = 64  # predict's default; the export stage checks int8 in batches of this size too
 INPUT_FORMATS = {".csv": ",", ".tsv": "\t", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
@@ -253,10 +253,13 @@ def write_rows(records: list[dict], output: Path | None) -> None:
 
 
 def predict_command(
-    args, default_text_columns: list[str], load: Callable[[Path, str], Classifier], threshold: float = THRESHOLD
+    args, default_text_columns: list[str], load: Callable[[Path, str], Classifier], default_threshold: float = THRESHOLD
 ) -> None:
     """``python -m pipeline predict``: check everything, label with the model that ``load(folder, precision)``
-    returns (PyTorch's or onnxruntime's, as ``--backend`` says), write."""
+    returns (PyTorch's or onnxruntime's, as ``--backend`` says), write. A multi-label model's labels are
+    those at ``--threshold``, else at the threshold saved with it, else at ``default_threshold``."""
+    if args.threshold is not None and not 0 < args.threshold < 1:
+        raise PipelineError(f"--threshold {args.threshold}: give a probability in (0, 1), e.g. 0.5")
     output = Path(args.output) if args.output else None
     if output is not None:
         if output.suffix.lower() not in OUTPUT_FORMATS:
@@ -283,6 +286,7 @@ def predict_command(
     classifier = load(model_dir, args.precision)
     with contextlib.redirect_stdout(sys.stderr) if output is None else contextlib.nullcontext():
         probs = probabilities(classifier, inputs, args.batch_size or BATCH_SIZE, progress=bool(args.input))
+    threshold = args.threshold if args.threshold is not None else threshold_of(classifier.config, default_threshold)[0]
     write_rows(rows(classifier.config, probs, inputs, threshold), output)
 
 
@@ -301,8 +305,8 @@ def predict_test_split(
 
     For a GLUE task, the file its server takes (``SST-2.tsv``: ``index<TAB>prediction``, one row per
     test example in index order, the prediction a class index, or the score for STS-B); for other data,
-    ``test.csv`` with each text, its label and score (multi-label: its labels at ``threshold`` and
-    each label's probability; regression: the score).
+    ``test.csv`` with each text, its label and score (multi-label: its labels at the threshold saved
+    with the model, else at ``threshold``, and each label's probability; regression: the score).
     """
     import pyarrow.parquet as pq
 
@@ -334,7 +338,7 @@ def predict_test_split(
             write_csv_atomic(staging / glue_file, ["index", "prediction"], predictions, delimiter="\t")
             written = glue_file
         else:
-            records = rows(classifier.config, probs, inputs, threshold)
+            records = rows(classifier.config, probs, inputs, threshold_of(classifier.config, threshold)[0])
             if task == MULTI_LABEL:
                 names = [classifier.config.id2label[i] for i in range(classifier.config.num_labels)]
                 labelled = ["labels", *(f"p_{name}" for name in names)]

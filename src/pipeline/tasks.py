@@ -26,6 +26,8 @@ PROBLEM_TYPES = {
 # Printed per epoch, logged as val/<metric>; GoEmotions' paper reports macro-F1.
 HEADLINE = {SINGLE_LABEL: "accuracy", MULTI_LABEL: "macro_f1", REGRESSION: "pearson"}
 THRESHOLD = 0.5  # a label's probability from which multi-label training's validation predicts it
+# The config.json key of the threshold train.select_threshold chose, which evaluate and predict then apply.
+SAVED_THRESHOLD = "multi_label_threshold"
 LOWER_IS_BETTER = ("loss", "mse")
 LABEL_JOINER = "|"  # between the names of a multi-label set in a CSV cell (predictions, predict's output)
 
@@ -42,6 +44,15 @@ def task_of_model(config) -> str:
     """The task a saved model was trained for, from its config's ``problem_type``."""
     problem_type = getattr(config, "problem_type", None)
     return next((task for task, name in PROBLEM_TYPES.items() if name == problem_type), SINGLE_LABEL)
+
+
+def threshold_of(config, fallback: float) -> tuple[float, str]:
+    """The multi-label threshold to predict with, and where it comes from: the one saved with the model
+    (``train.select_threshold``), else ``fallback`` (``evaluate.threshold``)."""
+    saved = getattr(config, SAVED_THRESHOLD, None)
+    if saved is None:
+        return fallback, "evaluate.threshold"
+    return float(saved), "train.select_threshold"
 
 
 def loss(

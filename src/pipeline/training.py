@@ -21,7 +21,7 @@ import random
 import re
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -39,6 +39,7 @@ from pipeline.distillation import logits_sha256, student_split
 from pipeline.dropout import FastCpuDropout, rounded_rate
 from pipeline.errors import PipelineError
 from pipeline.evaluation import eval_loader, predict, score
+from pipeline.metrics import best_threshold
 from pipeline.model_card import model_card
 from pipeline.modeling import load_pretrained_classifier, load_tokenizer, save_finetuned
 from pipeline.parallel import ProcessGroup
@@ -168,8 +169,9 @@ class StepRow(NamedTuple):
 
 
 class EpochRow(NamedTuple):
-    """A logged epoch: its mean training loss, its validation results and, with ``train.select_best``,
-    its ``train.select_metric`` on the carved select slice."""
+    """A logged epoch: its mean training loss, its validation results and, on the carved select slice,
+    its ``train.select_metric`` (``train.select_best``) and its best threshold with that threshold's
+    macro-F1 (``train.select_threshold``)."""
 
     epoch: int
     step: int
@@ -177,6 +179,20 @@ class EpochRow(NamedTuple):
     val_loss: float
     val_score: float  # the task's headline metric (pipeline.tasks.HEADLINE): accuracy, macro_f1 or pearson
     select_score: float | None = None
+    threshold: float | None = None
+    threshold_macro_f1: float | None = None
+
+    def summary(self, epochs: int, headline: str, select_metric: str) -> str:
+        """The line printed at the epoch's end."""
+        line = (
+            f"epoch {self.epoch}/{epochs}: train loss {self.train_loss:.4f}, validation loss {self.val_loss:.4f}, "
+            f"{headline} {self.val_score:.4f}"
+        )
+        if self.select_score is not None:
+            line += f", select {select_metric} {self.select_score:.4f}"
+        if self.threshold is not None:
+            line += f", threshold {self.threshold:.2f} (select macro_f1 {self.threshold_macro_f1:.4f})"
+        return line
 
 
 @dataclass
@@ -311,6 +327,8 @@ class LiveLog:
         self.live.log_metric(f"val/{self.headline}", round(row.val_score, 5))
         if row.select_score is not None:  # every epoch's is in metrics.json's "selected"
             self.live.log_metric("select/score", round(row.select_score, 5), plot=False)
+        if row.threshold is not None:
+            self.live.log_metric("select/threshold", row.threshold, plot=False)
         self.live.next_step()
 
     def finish(self, final: dict[str, Any]) -> dict[str, Any]:
@@ -434,24 +452,20 @@ def train(
 
             # Validation: each process predicts its share of the sentences; every process scores them all.
             train_loss = group.mean(progress.epoch_loss).item() / run.steps_per_epoch
+            selected, (threshold, threshold_f1) = run.judge_on_select_slice(group)
             group.print(f"epoch {epoch}/{run.epochs}: validating on {len(run.val_loader.split)} sentences")
-            val = run.score(run.val_loader, group)
-            selected = None
-            if run.select_loader is not None:  # train.select_best: judged on the slice carved from training
-                selected = run.score(run.select_loader, group)[cfg.select_metric]
+            val = run.score(run.val_loader, group, tasks.THRESHOLD if threshold is None else threshold)
+            if selected is not None:
                 lower_is_better = cfg.select_metric in tasks.LOWER_IS_BETTER
                 progress.consider(selected, lower_is_better, model if group.is_main else None)
             if group.is_main:
                 headline = tasks.HEADLINE[run.task]
-                row = EpochRow(epoch, progress.step, train_loss, val["loss"], val[headline], selected)
+                row = EpochRow(
+                    epoch, progress.step, train_loss, val["loss"], val[headline], selected, threshold, threshold_f1
+                )
                 progress.epoch_rows.append(row)
                 live.add_epoch(row)
-                group.print(
-                    f"epoch {epoch}/{run.epochs}: train loss {train_loss:.4f}, validation loss "
-                    f"{val['loss']:.4f}, {headline} {val[headline]:.4f}"
-                    + (f", select {cfg.select_metric} {selected:.4f}" if selected is not None else "")
-                    + f", {elapsed_s():.0f} s"
-                )
+                group.print(f"{row.summary(run.epochs, headline, cfg.select_metric)}, {elapsed_s():.0f} s")
             progress.finish_epoch(epoch)
             if checkpoints:
                 save_checkpoint()
@@ -476,7 +490,7 @@ class Run:
     batches: LengthGroupedBatches
     train_loader: BatchLoader
     val_loader: BatchLoader
-    select_loader: BatchLoader | None  # the carved select slice, with train.select_best; else None
+    select_loader: BatchLoader | None  # the carved select slice, with train.select_best or select_threshold
     steps_per_epoch: int
     epochs: int  # train.epochs, with auto resolved for this data
     class_weights: torch.Tensor | None  # train.class_weights per class, on the device; None: all 1
@@ -497,10 +511,24 @@ class Run:
         distance = tasks.distillation_loss(self.task, logits, batch["teacher_logits"], cfg.distill_temperature)
         return cfg.distill_alpha * task_loss + (1 - cfg.distill_alpha) * distance
 
-    def score(self, loader: BatchLoader, group: ProcessGroup) -> dict:
-        """The model's scores on a split: each process predicts its share, and every one scores them all."""
+    def score(self, loader: BatchLoader, group: ProcessGroup, threshold: float = tasks.THRESHOLD) -> dict:
+        """The model's scores on a split (multi-label: its labels at ``threshold``): each process predicts
+        its share, and every one scores them all."""
         predictions = predict(self.model, loader, group.device, group.all_gather, self.autocast, self.task)
-        return score(predictions, n_classes=len(self.label_names))
+        return score(replace(predictions, threshold=threshold), n_classes=len(self.label_names))
+
+    def judge_on_select_slice(self, group: ProcessGroup) -> tuple[float | None, tuple[float | None, float | None]]:
+        """The epoch judged on the select slice carved from training, never on the validation split: its
+        ``train.select_metric`` (``train.select_best``; else None) and the threshold of best macro-F1 there,
+        with that macro-F1 (``train.select_threshold``; else two None)."""
+        cfg = self.params.train
+        if self.select_loader is None:
+            return None, (None, None)
+        on_slice = predict(self.model, self.select_loader, group.device, group.all_gather, self.autocast, self.task)
+        selected = score(on_slice, n_classes=len(self.label_names))[cfg.select_metric] if cfg.select_best else None
+        if not cfg.select_threshold:
+            return selected, (None, None)
+        return selected, best_threshold(on_slice.logits.sigmoid().numpy(), on_slice.labels.numpy())
 
 
 def set_up(
@@ -526,13 +554,14 @@ def set_up(
     else:
         teacher = None
     select_loader = None
-    if cfg.select_best:
+    if cfg.select_best or cfg.select_threshold:
         if SELECT_SPLIT not in meta["splits"]:
             raise PipelineError(
-                "train.select_best needs the select slice carved from training, and the tokenized cache has none: "
-                "set data.select_fraction (e.g. 0.1) and rerun: dvc repro"
+                f"train.{'select_best' if cfg.select_best else 'select_threshold'} needs the select slice carved "
+                "from training, and the tokenized cache has none: set data.select_fraction (e.g. 0.1) and rerun: "
+                "dvc repro"
             )
-        if cfg.select_metric == "f1" and len(meta["label_names"]) != 2:
+        if cfg.select_best and cfg.select_metric == "f1" and len(meta["label_names"]) != 2:
             raise PipelineError(
                 f"train.select_metric=f1 is the positive class's F1 of two classes, and the data has "
                 f"{len(meta['label_names'])}; use macro_f1, accuracy, mcc or loss"
@@ -619,11 +648,11 @@ def wrap_up(run: Run, group: ProcessGroup, live: LiveLog | None, model_dir: Path
     if not group.is_main:
         return None
     cfg, kept = run.params.train, progress.epoch_rows[-1]
-    selected = {}
+    chosen = {}  # what the select slice chose: the epoch (train.select_best), the threshold (select_threshold)
     if cfg.select_best:  # the best epoch's weights, not the last's
         run.model.load_state_dict(progress.best_weights)
         (kept,) = [row for row in progress.epoch_rows if row.epoch == progress.best_epoch]
-        selected = {
+        chosen = {
             "selected": {
                 "epoch": progress.best_epoch,
                 "step": progress.best_step,
@@ -636,8 +665,21 @@ def wrap_up(run: Run, group: ProcessGroup, live: LiveLog | None, model_dir: Path
                 "scores": [round(row.select_score, 6) for row in progress.epoch_rows],  # epoch by epoch
             }
         }
+    if cfg.select_threshold:  # evaluate and predict read it back from config.json
+        setattr(run.model.config, tasks.SAVED_THRESHOLD, kept.threshold)
+        chosen["threshold"] = {
+            "value": kept.threshold,
+            "select_macro_f1": round(kept.threshold_macro_f1, 6),
+            "on": f"the select slice carved from training ({len(run.select_loader.split)} examples)",
+        }
     card = model_card(
-        run.params, run.label_names, tasks.HEADLINE[run.task], kept.val_score, kept.val_loss, teacher=run.teacher
+        run.params,
+        run.label_names,
+        tasks.HEADLINE[run.task],
+        kept.val_score,
+        kept.val_loss,
+        teacher=run.teacher,
+        threshold=kept.threshold,
     )
     save_finetuned(run.model.cpu(), run.tokenizer, model_dir, card)
     metrics = live.finish(
@@ -650,7 +692,7 @@ def wrap_up(run: Run, group: ProcessGroup, live: LiveLog | None, model_dir: Path
             # How this process got there: a resumed run ran only the steps after its checkpoint.
             "resumed_from_step": run.resumed_from_step,
             "steps_run": progress.step - run.resumed_from_step,
-            **selected,
+            **chosen,
         }
     )
     if run.checkpoints:
