@@ -231,7 +231,7 @@ def test_a_regression_pair_file_runs_end_to_end_and_gates_on_its_correlations(pr
 
 
 @pytest.mark.slow
-def test_a_multi_label_file_runs_end_to_end_and_gates_on_its_f1(project):
+def test_a_multi_label_file_runs_end_to_end_with_its_chosen_threshold_and_gates_on_its_f1(project):
     from test_multi_label import NAMES, write_id_lists
 
     folder = write_id_lists(project / "emotions")
@@ -247,6 +247,8 @@ def test_a_multi_label_file_runs_end_to_end_and_gates_on_its_f1(project):
             data__label_separator=",",
             data__label_names="emotions/labels.txt",
             data__quoting=False,
+            data__select_fraction=0.25,
+            train__select_threshold=True,
         )
         assert stages_that_ran(project) == ALL_STAGES
         metrics = json.loads((project / "metrics" / "eval.json").read_text())
@@ -254,6 +256,9 @@ def test_a_multi_label_file_runs_end_to_end_and_gates_on_its_f1(project):
         assert {"micro_f1", "macro_f1_ci95_low", "mean_average_precision"} <= set(metrics)
         config = json.loads((project / "models" / "classifier" / "config.json").read_text())
         assert config["problem_type"] == "multi_label_classification" and list(config["id2label"].values()) == NAMES
+        chosen = json.loads((project / "metrics" / "train" / "metrics.json").read_text())["threshold"]["value"]
+        assert config["multi_label_threshold"] == metrics["threshold"] == chosen
+        assert metrics["threshold_from"] == "train.select_threshold"
         header = (project / "predictions" / "test.csv").read_text().splitlines()[0]
         assert header == "text,labels,p_praise,p_scorn,p_music"
         plots = run(project, "dvc", "plots", "show", "--json").stdout
